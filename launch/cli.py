@@ -1,0 +1,53 @@
+"""The ``actiongpt`` command line.
+
+Each stage lives in its own module under ``launch/commands/`` exposing ``register(subparsers)``;
+adding a stage means adding a module and one name to ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from actiongpt.config import ConfigError
+
+# Module names under launch.commands, in the order they appear in --help.
+COMMANDS = ["data", "demo"]
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="actiongpt",
+        description="Action-GPT at cluster scale: descriptions, shards, distributed training and evaluation.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"launch.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        rc = args.func(args)
+    except (ConfigError, UserError, FileNotFoundError) as exc:
+        print(f"actiongpt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
