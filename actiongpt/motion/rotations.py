@@ -37,15 +37,25 @@ def axis_angle_to_matrix(aa: torch.Tensor) -> torch.Tensor:
     return eye + a * k + b * (k @ k)
 
 
+def _sqrt_positive_part(x: torch.Tensor) -> torch.Tensor:
+    """sqrt(max(x, 0)) with a zero (not NaN) gradient where x <= 0.
+
+    A plain ``sqrt(x.clamp_min(0))`` back-propagates ``0 * inf = NaN`` for the zero candidates, e.g. at the
+    identity matrix, where three of the four candidates are exactly 0.
+    """
+    pos = x > 0
+    return torch.where(pos, torch.sqrt(torch.where(pos, x, torch.ones_like(x))), torch.zeros_like(x))
+
+
 def matrix_to_quaternion(m: torch.Tensor) -> torch.Tensor:
     """Robust conversion (picks the best-conditioned of four candidate formulas)."""
     m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
     m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
     m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
-    q_abs = torch.sqrt(
+    q_abs = _sqrt_positive_part(
         torch.stack(
             [1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], dim=-1
-        ).clamp_min(0.0)
+        )
     )
     cand = torch.stack(
         [

@@ -63,7 +63,9 @@ class Skeleton:
 
     def __post_init__(self) -> None:
         if tuple(self.rest_joints.shape) != (len(self.parents), 3):
-            raise ValueError(f"rest_joints must be ({len(self.parents)}, 3), got {tuple(self.rest_joints.shape)}")
+            raise ValueError(
+                f"rest_joints must be ({len(self.parents)}, 3), got {tuple(self.rest_joints.shape)}"
+            )
         if tuple(self.end_points.shape) != (len(self.end_point_names), 3):
             raise ValueError("end_points must be (E, 3) with one row per end point name")
 
