@@ -12,13 +12,12 @@ import logging
 import sys
 
 from actiongpt.config import ConfigError
+from launch.errors import UserError  # re-exported: commands import it from here
+
+__all__ = ["COMMANDS", "UserError", "build_parser", "main"]
 
 # Module names under launch.commands, in the order they appear in --help.
-COMMANDS = ["data", "demo"]
-
-
-class UserError(Exception):
-    """An error caused by the user's input; printed without a traceback."""
+COMMANDS = ["data", "demo", "describe", "shards", "train", "eval", "submit"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,6 +20,8 @@ from .errors import DataError, ReadReport
 from .labels import check_label_field
 
 SPLIT_FILES = ("train", "val", "test", "extra_train", "extra_val")
+#: splits of the generated dataset beyond BABEL's (`actiongpt data synth`: held-out phrasings only)
+EXTRA_SPLITS = ("zeroshot",)
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,6 @@ def load_babel_split(path: str | Path, report: ReadReport | None = None) -> list
 
 def split_path(babel_dir: str | Path, split: str) -> Path:
     """``<babel_dir>/<split>.json`` for a known split name."""
-    if split not in SPLIT_FILES:
-        raise ValueError(f"unknown BABEL split {split!r}; expected one of {SPLIT_FILES}")
+    if split not in SPLIT_FILES + EXTRA_SPLITS:
+        raise ValueError(f"unknown BABEL split {split!r}; expected one of {SPLIT_FILES + EXTRA_SPLITS}")
     return Path(babel_dir) / f"{split}.json"
