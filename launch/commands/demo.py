@@ -1,17 +1,31 @@
 """``actiongpt demo``: the main job on the embedded default, as a list of stages.
 
-    actiongpt demo [--out runs/demo] [--redo STAGE ...] [--list] [key.sub=value ...]
+    actiongpt demo [--out runs/demo] [--backbones teach,temos,motionclip] [--redo STAGE ...]
+                   [--until STAGE] [--list] [-c configs/demo.yaml] [key.sub=value ...]
 
 Every stage checks whether its work is already done (its outputs exist and were made from the same
-inputs) and skips it if so, printing the earlier result; ``--redo`` forces stages again. Stages so far:
+inputs) and skips it if so, printing the earlier result; ``--redo`` forces stages again (deleting their
+outputs inside the run folder), ``--until`` stops after a stage. The stages:
 
-1. ``data``  - generate the embedded dataset (``data.out``, default ``data/embedded``) unless a dataset
+1. ``data``     - generate the embedded dataset (``data.out``, default ``data/embedded``) unless a dataset
    made with the same generator version and configuration is there;
-2. ``stats`` - read it with the real AMASS/BABEL readers (TEACH's extraction rules), print statistics
+2. ``stats``    - read it with the real AMASS/BABEL readers (TEACH's extraction rules), print statistics
    and check that nothing was skipped and that every split/mode has the record count the generator
-   says it wrote (written to ``<out>/data_stats.json``).
+   says it wrote (written to ``<out>/data_stats.json``);
+3. ``describe`` - check that the description cache (default: the shipped SmolLM2 one) holds k
+   descriptions for every label of train, val, test and zeroshot; never calls an LLM: missing labels are
+   an error that names them and gives the command generating them;
+4. ``embed``    - embed every label and its k descriptions once (all-MiniLM-L6-v2,
+   ``actiongpt shards embed``);
+5. ``shards``   - WebDataset shards of train/val/zeroshot (TEACH: action pairs; TEMOS/MotionCLIP: single
+   actions), built and verified (``actiongpt shards build``/``verify``);
+6. ``train``    - per backbone an Action-GPT run (descriptions) and a Default run (raw label), the tiny
+   preset on ``train.nproc`` ranks with torchrun (``python -m launch.train``); an interrupted run resumes;
+7. ``eval``     - APE/AVE of every run on val and zeroshot with renders, on ``eval.nproc`` ranks
+   (``actiongpt eval compare``);
+8. ``report``   - print and write ``<out>/results.md``: Table 1's layout per split, training losses, renders.
 
-Later stages (descriptions, shards, training, evaluation, renders) append themselves to `STAGES`.
+The resolved config of every command run is written to ``<out>/configs/``; timings to ``<out>/timings.json``.
 """
 
 from __future__ import annotations
@@ -20,52 +34,20 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from actiongpt import config as cfglib
-from actiongpt.data.synth.config import SynthConfig
 from launch.cli import UserError
 from launch.config_args import add_config_args, resolve
+from launch.demo import model_stages, report, text_stages
+from launch.demo.context import BACKBONES, DemoConfig, DemoContext, Stage
+
+__all__ = ["STAGES", "DemoConfig", "DemoContext", "Stage", "register", "run_stages"]
 
 log = logging.getLogger("actiongpt.demo")
 
-
-@dataclass
-class DemoConfig:
-    """The demo's settings; ``data`` is the embedded dataset's generator config (``data.out``: its folder)."""
-
-    out: str = "runs/demo"
-    data: SynthConfig = field(default_factory=SynthConfig)
-
-
-@dataclass
-class DemoContext:
-    cfg: DemoConfig
-    redo: set[str] = field(default_factory=set)
-    results: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def out(self) -> Path:
-        return Path(self.cfg.out)
-
-    @property
-    def data_dir(self) -> Path:
-        return Path(self.cfg.data.out)
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One step of the demo: ``done`` says whether earlier work can be reused, ``run`` does the work,
-    ``show`` prints the earlier result when the stage is skipped."""
-
-    name: str
-    help: str
-    run: Callable[[DemoContext], None]
-    done: Callable[[DemoContext], bool]
-    show: Callable[[DemoContext], None] | None = None
+DEFAULT_CONFIG = "configs/demo.yaml"
 
 
 # --- stage: data ---------------------------------------------------------------------------------------
@@ -169,20 +151,106 @@ STAGES: list[Stage] = [
     Stage(
         "stats", "read it with the real readers and check the counts", _stats_run, _stats_done, _stats_show
     ),
+    Stage(
+        "describe",
+        "check that the description cache covers every label (no LLM call)",
+        text_stages.describe_run,
+        text_stages.describe_done,
+        text_stages.describe_show,
+    ),
+    Stage(
+        "embed",
+        "embed each label and its k descriptions once (text encoder)",
+        text_stages.embed_run,
+        text_stages.embed_done,
+        text_stages.embed_show,
+    ),
+    Stage(
+        "shards",
+        "write and verify WebDataset shards (train/val/zeroshot)",
+        model_stages.shards_run,
+        model_stages.shards_done,
+        model_stages.shards_show,
+    ),
+    Stage(
+        "train",
+        "distributed training: Action-GPT and Default runs per backbone (torchrun)",
+        model_stages.train_run,
+        model_stages.train_done,
+        model_stages.train_show,
+    ),
+    Stage(
+        "eval",
+        "distributed evaluation (APE/AVE) on val and zeroshot, with renders (torchrun)",
+        model_stages.eval_run,
+        model_stages.eval_done,
+        model_stages.eval_show,
+    ),
+    Stage(
+        "report",
+        "results.md: Table 1 layout per split, losses, renders",
+        report.report_run,
+        report.report_done,
+        report.report_show,
+    ),
 ]
 
 
-def run_stages(ctx: DemoContext, stages: list[Stage] | None = None) -> None:
-    for i, stage in enumerate(stages if stages is not None else STAGES, 1):
-        t0 = time.perf_counter()
-        if stage.name not in ctx.redo and stage.done(ctx):
-            print(f"[{i}] {stage.name}: done before, skipped ({stage.help})")
-            if stage.show is not None:
-                stage.show(ctx)
-            continue
-        print(f"[{i}] {stage.name}: {stage.help}")
-        stage.run(ctx)
-        print(f"[{i}] {stage.name}: finished in {time.perf_counter() - t0:.1f} s")
+def run_stages(ctx: DemoContext, stages: list[Stage] | None = None) -> list[dict[str, Any]]:
+    """Run (or skip) each stage in order with a banner; returns and prints the timing of every stage."""
+    timings: list[dict[str, Any]] = []
+    stages = stages if stages is not None else STAGES
+    t_all = time.perf_counter()
+    try:
+        for i, stage in enumerate(stages, 1):
+            t0 = time.perf_counter()
+            if stage.name not in ctx.redo and stage.done(ctx):
+                print(f"[{i}/{len(stages)}] {stage.name}: done before, skipped ({stage.help})", flush=True)
+                if stage.show is not None:
+                    stage.show(ctx)
+                timings.append(
+                    {"stage": stage.name, "status": "skipped", "seconds": time.perf_counter() - t0}
+                )
+                continue
+            print(f"[{i}/{len(stages)}] {stage.name}: {stage.help}", flush=True)
+            timings.append({"stage": stage.name, "status": "failed", "seconds": 0.0})
+            stage.run(ctx)
+            secs = time.perf_counter() - t0
+            timings[-1].update(status="ran", seconds=secs)
+            print(f"[{i}/{len(stages)}] {stage.name}: finished in {secs:.1f} s", flush=True)
+    finally:
+        if timings and timings[-1]["status"] == "failed":
+            timings[-1]["seconds"] = time.perf_counter() - t0
+        _print_timings(timings, time.perf_counter() - t_all)
+        if ctx.out.is_dir():
+            (ctx.out / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
+    return timings
+
+
+def _print_timings(timings: list[dict[str, Any]], total: float) -> None:
+    if not timings:
+        return
+    print("timings:")
+    for t in timings:
+        print(f"  {t['stage']:<9} {t['seconds']:7.1f} s  {t['status']}")
+    print(f"  {'total':<9} {total:7.1f} s", flush=True)
+
+
+def select_stages(until: str | None) -> list[Stage]:
+    names = [s.name for s in STAGES]
+    if until is None:
+        return list(STAGES)
+    if until not in names:
+        raise UserError(f"--until {until}: unknown stage; stages: {names}")
+    return STAGES[: names.index(until) + 1]
+
+
+def _backbones(text: str) -> list[str]:
+    out = [b.strip().lower() for b in text.split(",") if b.strip()]
+    unknown = sorted(set(out) - set(BACKBONES))
+    if unknown or not out:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(BACKBONES)}")
+    return out
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -193,9 +261,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default=None, help="run folder (default runs/demo)")
+    p.add_argument(
+        "--backbones",
+        type=_backbones,
+        default=None,
+        metavar="LIST",
+        help="comma-separated backbones: teach (default), temos, motionclip",
+    )
     p.add_argument("--redo", nargs="+", default=[], metavar="STAGE", help="run these stages even if done")
+    p.add_argument("--until", metavar="STAGE", help="stop after this stage")
     p.add_argument("--list", action="store_true", help="list the stages and exit")
-    add_config_args(p)
+    add_config_args(p, [DEFAULT_CONFIG])
     p.set_defaults(func=cmd_demo)
 
 
@@ -204,14 +280,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for i, s in enumerate(STAGES, 1):
             print(f"{i}. {s.name}: {s.help}")
         return 0
-    cfg = resolve(DemoConfig, args)
-    if args.out:
-        cfg.out = args.out
+    stages = select_stages(args.until)
     unknown = set(args.redo) - {s.name for s in STAGES}
     if unknown:
         raise UserError(f"unknown stage(s) {sorted(unknown)}; stages: {[s.name for s in STAGES]}")
+    cfg = resolve(DemoConfig, args)
+    if args.out:
+        cfg.out = args.out
+    if args.backbones:
+        cfg.backbones = args.backbones
+        cfg = cfglib.from_dict(DemoConfig, cfglib.to_dict(cfg))  # re-validate (steps per backbone)
     ctx = DemoContext(cfg, redo=set(args.redo))
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     cfglib.save(cfg, Path(cfg.out) / "config.yaml")
-    run_stages(ctx)
+    run_stages(ctx, stages)
     return 0

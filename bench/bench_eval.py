@@ -1,0 +1,202 @@
+"""Evaluation throughput: batched distributed evaluation vs a one-sample-at-a-time loop on the same data.
+
+Three runs of the real evaluation path (``cluster.eval_run.run_eval``: shard loader, backbone generation
+seeded per key, features -> MMM-21 joints, APE/AVE sums, all-reduce, rank 0 writes the files):
+
+- ``loop``: one process, batches of 1 (the original ``eval.py`` design: one pair after another);
+- ``batched``: one process, batches of ``--batch-size``;
+- ``distributed``: ``--ranks`` gloo processes, batches of ``--batch-size``.
+
+Throughput = evaluated samples / the slowest rank's evaluation wall time (loading, generation, joints,
+metrics; process start-up and model loading excluded, the same for all three). Reported: median samples/s
+over ``--repeats``, the ratios to the loop, and the largest difference between the loop's metrics and the
+distributed run's (they must agree; the model runs in float32 on batches of different composition).
+
+    python bench/bench_eval.py                                  # synthetic shards + tiny TEACH
+    python bench/bench_eval.py --preset paper                   # the paper-size TEACH (slower)
+    python bench/bench_eval.py --shards DIR --checkpoint runs/x/model.pt
+
+Without ``--shards`` the data are the test helpers' synthetic shards (plausible motions, hash text
+embeddings) and the model a randomly initialised backbone with the shards' statistics: the numbers measure
+the evaluator, not a trained model. Writes bench/results/eval.json and prints a one-line summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+
+from actiongpt.config import from_dict, to_dict  # noqa: E402
+from actiongpt.metrics import MAIN_KEYS  # noqa: E402
+from cluster.dist_env import free_port  # noqa: E402
+from cluster.eval_config import EvalConfig  # noqa: E402
+
+_RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _worker(rank: int, world: int, port: int, cfg: dict) -> None:
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        OMP_NUM_THREADS="1",
+    )
+    torch.set_num_threads(1)
+    from cluster.eval_run import run_eval
+
+    run_eval(from_dict(EvalConfig, cfg))
+
+
+def _run(cfg: EvalConfig, ranks: int) -> dict:
+    """One evaluation; returns its metrics.json."""
+    if ranks == 1:
+        from cluster.eval_run import run_eval
+
+        for k in _RANK_VARS:  # a single process: no leftover rank layout from an earlier run
+            os.environ.pop(k, None)
+        torch.set_num_threads(1)
+        run_eval(cfg)
+    else:
+        mp.spawn(_worker, args=(ranks, free_port(), to_dict(cfg)), nprocs=ranks, join=True)
+    return json.loads((Path(cfg.out_dir) / "metrics.json").read_text())
+
+
+def _max_rel(a: dict, b: dict) -> float:
+    return max(abs(a[k] - b[k]) / max(abs(a[k]), 1e-12) for k in MAIN_KEYS)
+
+
+def _max_sample_diff(dir_a: Path, dir_b: Path) -> float:
+    a = json.loads((dir_a / "samplewise_error_values.json").read_text())
+    b = json.loads((dir_b / "samplewise_error_values.json").read_text())
+    if sorted(a) != sorted(b):
+        raise AssertionError("the runs evaluated different samples")
+    return max(abs(a[k][m] - b[k][m]) for k in a for m in ("APE_root", "APE_traj"))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shards", help="shards folder (default: build synthetic shards)")
+    ap.add_argument("--checkpoint", help="exported model / checkpoint / run dir (default: a random backbone)")
+    ap.add_argument("--model", default="teach", choices=["teach", "temos", "motionclip"])
+    ap.add_argument("--preset", default="tiny", choices=["tiny", "paper"])
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--n", type=int, default=256, help="synthetic validation samples")
+    ap.add_argument("--ranks", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "eval.json"))
+    args = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+    with tempfile.TemporaryDirectory(prefix="bench-eval-") as tmp_s:
+        tmp = Path(tmp_s)
+        if args.shards:
+            shards = Path(args.shards)
+        else:
+            from tests.dist_helpers.eval_toy import build_eval_shards
+
+            shards = build_eval_shards(tmp / "data", n_val=args.n, n_train=32, pairs=args.model == "teach")
+        if args.checkpoint:
+            checkpoint = Path(args.checkpoint)
+        else:
+            from tests.dist_helpers.eval_toy import export_tiny_model
+
+            checkpoint = export_tiny_model(shards, tmp / "model.pt", args.model, preset=args.preset)
+        base = {
+            "checkpoint": str(checkpoint),
+            "shards_dir": str(shards),
+            "split": args.split,
+            "renders": 0,
+            "progress": False,
+            "backend": "gloo",
+            "device": "cpu",
+        }
+        runs = {
+            "loop": (EvalConfig(**base, batch_size=1, bucket_batches=0, out_dir=str(tmp / "loop")), 1),
+            "batched": (EvalConfig(**base, batch_size=args.batch_size, out_dir=str(tmp / "batched")), 1),
+            "distributed": (
+                EvalConfig(**base, batch_size=args.batch_size, out_dir=str(tmp / "dist")),
+                args.ranks,
+            ),
+        }
+        rates: dict[str, list[float]] = {name: [] for name in runs}
+        metrics: dict[str, dict] = {}
+        for rep in range(args.repeats):
+            for name, (cfg, ranks) in runs.items():
+                t0 = time.perf_counter()
+                m = _run(cfg, ranks)
+                rates[name].append(m["samples_per_s"])
+                metrics[name] = m
+                print(
+                    f"[{rep + 1}/{args.repeats}] {name:11s} {m['samples_per_s']:8.1f} samples/s "
+                    f"({m['num_sequences']} samples, {ranks} rank(s), {time.perf_counter() - t0:.1f}s with "
+                    "start-up)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        n = metrics["loop"]["num_sequences"]
+        med = {name: statistics.median(v) for name, v in rates.items()}
+        result = {
+            "benchmark": "eval",
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "data": "synthetic shards (tests.dist_helpers.eval_toy)" if not args.shards else str(shards),
+            "model": args.model if not args.checkpoint else metrics["loop"]["meta"]["model"],
+            "preset": args.preset if not args.checkpoint else metrics["loop"]["meta"].get("preset"),
+            "samples": n,
+            "ranks": args.ranks,
+            "batch_size": args.batch_size,
+            "repeats": args.repeats,
+            "samples_per_s": {name: {"median": med[name], "all": rates[name]} for name in runs},
+            "ratio_distributed_vs_loop": med["distributed"] / med["loop"],
+            # the same ratio within each repeat (runs side by side share the machine's load at that moment)
+            "paired_ratios_distributed_vs_loop": [
+                d / lp for d, lp in zip(rates["distributed"], rates["loop"])
+            ],
+            "paired_ratios_batched_vs_loop": [b / lp for b, lp in zip(rates["batched"], rates["loop"])],
+            "ratio_batched_vs_loop": med["batched"] / med["loop"],
+            "ratio_distributed_vs_batched": med["distributed"] / med["batched"],
+            "max_rel_metric_diff_loop_vs_distributed": _max_rel(
+                metrics["loop"]["metrics"], metrics["distributed"]["metrics"]
+            ),
+            "max_rel_metric_diff_batched_vs_distributed": _max_rel(
+                metrics["batched"]["metrics"], metrics["distributed"]["metrics"]
+            ),
+            "max_abs_sample_ape_diff_loop_vs_distributed": _max_sample_diff(tmp / "loop", tmp / "dist"),
+            "metrics_distributed": {k: metrics["distributed"]["metrics"][k] for k in MAIN_KEYS},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "load_avg": os.getloadavg(),
+            },
+        }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        f"eval {result['model']}/{result['preset']} {n} samples: loop {med['loop']:.1f}/s, batched "
+        f"{med['batched']:.1f}/s, {args.ranks} ranks {med['distributed']:.1f}/s -> "
+        f"{result['ratio_distributed_vs_loop']:.1f}x vs loop; metrics agree to "
+        f"{result['max_rel_metric_diff_loop_vs_distributed']:.1e} (rel) -> {out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Checkpoint directories: ``<run>/checkpoints/step-NNNNNNNN/``, complete only once the marker is written.
+
+Every rank writes its part (DCP files or DeepSpeed shards) into the step directory; after a barrier rank 0
+writes ``COMPLETE`` (JSON: step, world size, engine, ...) atomically, *last*. A directory without a valid
+marker — a save killed half-way, even with ``kill -9`` — is never resumed from, and is removed later. Resume
+picks the newest complete directory; the last ``keep_last`` complete ones are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+MARKER = "COMPLETE"
+_STEP_DIR = re.compile(r"^step-(\d{8,})$")
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointInfo:
+    path: Path
+    step: int
+    meta: dict[str, Any]
+
+
+def step_dir(root: Path, step: int) -> Path:
+    return Path(root) / f"step-{step:08d}"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_marker(path: Path, meta: Mapping[str, Any]) -> None:
+    """Write ``path/COMPLETE`` atomically (tmp file, fsync, rename, fsync dir)."""
+    tmp = path / (MARKER + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(dict(meta), f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path / MARKER)
+    _fsync_dir(path)
+
+
+def read_marker(path: Path) -> dict[str, Any] | None:
+    """The marker of a checkpoint directory, or None when it is missing or unreadable (= incomplete)."""
+    marker = Path(path) / MARKER
+    if not marker.is_file():
+        return None
+    try:
+        meta = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("%s: unreadable marker (%s); treating the checkpoint as incomplete", marker, exc)
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("step"), int):
+        log.warning("%s: marker without an integer 'step'; treating the checkpoint as incomplete", marker)
+        return None
+    return meta
+
+
+def scan(root: Path) -> tuple[list[CheckpointInfo], list[Path]]:
+    """(complete checkpoints sorted by step, incomplete step directories) under ``root``."""
+    root = Path(root)
+    complete: list[CheckpointInfo] = []
+    incomplete: list[Path] = []
+    if not root.is_dir():
+        return complete, incomplete
+    for child in root.iterdir():
+        m = _STEP_DIR.match(child.name)
+        if not m or not child.is_dir():
+            continue
+        meta = read_marker(child)
+        if meta is None:
+            incomplete.append(child)
+        elif meta["step"] != int(m.group(1)):
+            log.warning("%s: marker says step %s; ignoring this directory", child, meta["step"])
+            incomplete.append(child)
+        else:
+            complete.append(CheckpointInfo(child, meta["step"], meta))
+    complete.sort(key=lambda c: c.step)
+    incomplete.sort()
+    return complete, incomplete
+
+
+def latest(root: Path) -> CheckpointInfo | None:
+    """The newest complete checkpoint under ``root``, or None."""
+    complete, _ = scan(root)
+    return complete[-1] if complete else None
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+class CheckpointManager:
+    """Collective save into step directories with completion markers, keep-last-K pruning and discovery."""
+
+    def __init__(self, root: Path, keep_last: int, rank: int):
+        if keep_last < 1:
+            raise ValueError(f"keep_last must be >= 1, got {keep_last}")
+        self.root = Path(root)
+        self.keep_last = keep_last
+        self.rank = rank
+
+    def latest(self) -> CheckpointInfo | None:
+        return latest(self.root)
+
+    def save(self, step: int, write: Callable[[Path], None], meta: Mapping[str, Any]) -> CheckpointInfo:
+        """Collective: every rank calls ``write(step_dir)``; the marker is written after all have finished.
+
+        Returns the info of the completed checkpoint (every rank). The caller's ``write`` must itself be
+        collective-safe (DCP / DeepSpeed save).
+        """
+        path = step_dir(self.root, step)
+        t0 = time.perf_counter()
+        if self.rank == 0:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                # Left over from an attempt that died during this very save: start clean so no stale
+                # shard of another world size survives next to the new ones.
+                shutil.rmtree(path)
+            path.mkdir(parents=True)
+        _barrier()
+        write(path)
+        _barrier()  # every rank's files are on disk before the marker says so
+        full_meta = dict(meta)
+        full_meta["step"] = step
+        full_meta["save_seconds"] = round(time.perf_counter() - t0, 4)
+        if self.rank == 0:
+            full_meta["bytes"] = dir_bytes(path)
+            self._before_marker(path)
+            write_marker(path, full_meta)
+            self.prune()
+        _barrier()
+        meta_read = read_marker(path) or full_meta
+        return CheckpointInfo(path, step, meta_read)
+
+    def _before_marker(self, path: Path) -> None:
+        """Hook point between the data and the marker (tests stall here to kill a save half-way)."""
+
+    def remove_incomplete(self) -> list[Path]:
+        """Rank 0, at start-up only (nothing is being written): delete every incomplete step directory."""
+        if self.rank != 0:
+            return []
+        _, incomplete = scan(self.root)
+        for path in incomplete:
+            log.warning("removing incomplete checkpoint %s (a save that did not finish)", path)
+            shutil.rmtree(path, ignore_errors=True)
+        return incomplete
+
+    def prune(self) -> list[Path]:
+        """Rank 0: delete complete checkpoints beyond the newest ``keep_last``, and incomplete directories
+        older than the newest complete one. Returns the removed paths."""
+        if self.rank != 0:
+            return []
+        complete, incomplete = scan(self.root)
+        removed: list[Path] = []
+        newest = complete[-1].step if complete else -1
+        for info in complete[: max(len(complete) - self.keep_last, 0)]:
+            shutil.rmtree(info.path, ignore_errors=True)
+            removed.append(info.path)
+        for path in incomplete:
+            m = _STEP_DIR.match(path.name)
+            if m and int(m.group(1)) < newest:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        if removed:
+            log.info("pruned checkpoints: %s", ", ".join(p.name for p in removed))
+        return removed

@@ -1,0 +1,140 @@
+"""``actiongpt eval``: APE/AVE of trained backbones on a split, on one process or many ranks.
+
+    actiongpt eval run -c configs/eval/default.yaml checkpoint=runs/teach-agpt/model.pt
+    torchrun --nproc_per_node=4 -m launch.cli eval run checkpoint=runs/teach-agpt text_source=label
+    actiongpt eval run -c configs/eval/zeroshot.yaml checkpoint=...        # the zero-shot split
+    actiongpt eval compare -c configs/eval/compare_table1.yaml            # Default vs Action-GPT per backbone
+    actiongpt eval compare -c configs/eval/compare_k.yaml                 # the k = 1, 2, 4, 8 ablation
+    actiongpt eval table runs/eval/a runs/eval/b                          # a table from existing results
+
+``run`` writes ``metrics.json``, ``samplewise_error_values.json`` (per key: text, APE root and trajectory),
+``table.md`` (Table 1's layout), ``config.yaml`` and ``renders/`` (generated vs reference GIFs and trajectory
+plots) into ``out_dir``. Each sample's generation is seeded by (seed, key, sample index), so the numbers do
+not depend on the number of ranks. ``compare`` evaluates each row (skipping rows already evaluated with the
+same config) and prints one table. Exit codes: 0 done; 2 user or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from launch.cli import UserError
+from launch.config_args import add_config_args, resolve
+
+log = logging.getLogger("actiongpt.eval")
+
+DEFAULT_CONFIG = "configs/eval/default.yaml"
+DEFAULT_COMPARE = "configs/eval/compare_table1.yaml"
+
+
+def _user_errors():
+    from cluster.evaluator import EvalError
+    from shards.format import ShardError
+    from shards.sampler import PlanError
+
+    return (EvalError, ShardError, PlanError)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from cluster.eval_config import EvalConfig
+    from cluster.eval_run import run_eval
+
+    cfg = resolve(EvalConfig, args)
+    if args.out_dir:
+        cfg.out_dir = args.out_dir
+    if args.no_progress:
+        cfg.progress = False
+    try:
+        result = run_eval(cfg)
+    except _user_errors() as exc:
+        raise UserError(str(exc)) from exc
+    if result is not None:
+        out = result.out_dir
+        print((out / "table.md").read_text().rstrip())
+        print(
+            f"wrote {out}: {result.num_sequences} samples, "
+            f"{result.world_size} rank(s), {result.samples_per_s:.1f} samples/s"
+        )
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from cluster.eval_config import CompareConfig
+    from cluster.eval_run import run_compare
+
+    cfg = resolve(CompareConfig, args)
+    if args.out_dir:
+        cfg.out_dir = args.out_dir
+    if args.no_reuse:
+        cfg.reuse = False
+    try:
+        table = run_compare(cfg)
+    except _user_errors() as exc:
+        raise UserError(str(exc)) from exc
+    if table is not None:
+        print(table)
+        print(f"wrote {cfg.out_dir}/table.md and comparison.json")
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from cluster.eval_report import ROOTLESS_MODELS, TableRow, format_table, read_metrics
+
+    rows = []
+    for d in args.dirs:
+        try:
+            payload = read_metrics(d)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+        meta = payload.get("meta", {})
+        rows.append(
+            TableRow(
+                str(meta.get("model_label") or meta.get("model") or Path(d).name),
+                str(meta.get("method") or "–"),
+                payload["metrics"],
+                rootless=str(meta.get("model", "")).lower() in ROOTLESS_MODELS,
+            )
+        )
+    table = format_table(rows, headers=tuple(args.headers), digits=args.digits)  # type: ignore[arg-type]
+    print(table)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(table + "\n")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="APE/AVE evaluation (distributed), comparison tables, renders",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND", required=True)
+
+    run = sub.add_parser("run", help="evaluate one checkpoint on one split (every rank of a job runs it)")
+    add_config_args(run, [DEFAULT_CONFIG])
+    run.add_argument("--out-dir", help="output folder (overrides out_dir)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+
+    cmp_ = sub.add_parser("compare", help="evaluate several checkpoints / text settings and print one table")
+    add_config_args(cmp_, [DEFAULT_COMPARE])
+    cmp_.add_argument("--out-dir", help="output folder (overrides out_dir)")
+    cmp_.add_argument("--no-reuse", action="store_true", help="re-evaluate rows that already have results")
+    cmp_.set_defaults(func=cmd_compare)
+
+    tab = sub.add_parser("table", help="a Markdown table (paper layout) from existing metrics.json files")
+    tab.add_argument("dirs", nargs="+", help="evaluation folders (or metrics.json files)")
+    tab.add_argument(
+        "--headers",
+        nargs=2,
+        default=["model", "method"],
+        metavar=("FIRST", "SECOND"),
+        help="names of the two label columns (Table 2: component setting)",
+    )
+    tab.add_argument("--digits", type=int, default=3)
+    tab.add_argument("--out", help="also write the table to this file")
+    tab.set_defaults(func=cmd_table)

@@ -1,0 +1,289 @@
+"""Demo stages ``shards``, ``train`` (torchrun, Action-GPT and Default runs) and ``eval`` (torchrun)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from actiongpt import config as cfglib
+from launch.demo.context import LAYOUT, METHODS, DemoContext
+from launch.demo.runner import run_cli, run_subprocess, torchrun_prefix
+from launch.demo.stamps import (
+    files_sha256,
+    stamp_matches,
+    write_stamp,
+)
+from launch.demo.text_stages import shards_config, write_shards_configs
+
+MODEL_NAMES = {"teach": "TEACH", "temos": "TEMOS", "motionclip": "MotionCLIP"}
+
+
+def _remove_inside(ctx: DemoContext, path: Path) -> None:
+    """Delete a stage output for ``--redo`` (only inside the run folder: shared folders are never removed)."""
+    if path.exists() and ctx.inside_out(path):
+        shutil.rmtree(path)
+
+
+# --- stage: shards ---------------------------------------------------------------------------------------
+
+
+def shards_inputs(ctx: DemoContext, layout: str) -> dict[str, Any]:
+    cfg = shards_config(ctx, layout)
+    return {
+        "store": files_sha256([ctx.embeddings_dir / "index.json"]),
+        "config": cfglib.to_dict(cfg),
+        "dataset": files_sha256(sorted((ctx.data_dir / "babel").glob("*.json"))),
+    }
+
+
+def _manifest(ctx: DemoContext, layout: str) -> Path:
+    return ctx.shards_dir(layout) / "manifest.json"
+
+
+def shards_done(ctx: DemoContext) -> bool:
+    return all(
+        _manifest(ctx, lay).is_file() and stamp_matches(ctx.out, f"shards-{lay}", shards_inputs(ctx, lay))
+        for lay in ctx.layouts
+    )
+
+
+def shards_run(ctx: DemoContext) -> None:
+    paths = write_shards_configs(ctx)
+    for layout in ctx.layouts:
+        inputs = shards_inputs(ctx, layout)
+        if _manifest(ctx, layout).is_file() and stamp_matches(ctx.out, f"shards-{layout}", inputs):
+            print(f"  {ctx.shards_dir(layout)}: done before")
+            continue
+        # a fresh build: the builder would otherwise reuse shard files made from other inputs
+        _remove_inside(ctx, ctx.shards_dir(layout))
+        run_cli(["shards", "build", "-c", str(paths[layout]), "--skip-embed"], f"the {layout} shard build")
+        run_cli(["shards", "verify", str(ctx.shards_dir(layout))], f"verifying {ctx.shards_dir(layout)}")
+        write_stamp(ctx.out, f"shards-{layout}", inputs)
+
+
+def shards_show(ctx: DemoContext) -> None:
+    for layout in ctx.layouts:
+        m = json.loads(_manifest(ctx, layout).read_text())
+        counts = ", ".join(
+            f"{s} {d['num_samples']} in {len(d['shards'])} shards" for s, d in m["splits"].items()
+        )
+        print(f"  {ctx.shards_dir(layout)} ({layout}): {counts}")
+
+
+# --- stage: train ----------------------------------------------------------------------------------------
+
+
+def runs(ctx: DemoContext) -> list[tuple[str, str]]:
+    """(backbone, method) of every training run, Default first as in Table 1."""
+    return [(b, m) for b in ctx.backbones for m in ("default", "actiongpt")]
+
+
+def run_name(backbone: str, method: str) -> str:
+    return f"{backbone}-{method}"
+
+
+def train_config(ctx: DemoContext, backbone: str, method: str) -> Any:
+    from cluster.train_config import TrainConfig
+
+    t = ctx.cfg.train
+    overrides = [
+        f"run_dir={ctx.run_dir(backbone, method)}",
+        f"shards_dir={ctx.shards_dir(LAYOUT[backbone])}",
+        f"text_source={METHODS[method][0]}",
+        f"max_steps={t.steps[backbone]}",
+        f"ckpt_every={t.ckpt_every}",
+        f"log_every={t.log_every}",
+        f"val_every={t.val_every}",
+        *t.overrides,
+    ]
+    return cfglib.load(TrainConfig, [f"configs/train/{backbone}.yaml", "configs/train/tiny.yaml"], overrides)
+
+
+def train_inputs(ctx: DemoContext, backbone: str, method: str) -> dict[str, Any]:
+    return {
+        "config": cfglib.to_dict(train_config(ctx, backbone, method)),
+        "manifest": files_sha256([_manifest(ctx, LAYOUT[backbone])]),
+        "nproc": ctx.cfg.train.nproc,
+    }
+
+
+def _model_file(ctx: DemoContext, backbone: str, method: str) -> Path:
+    return ctx.run_dir(backbone, method) / "model.pt"
+
+
+def _run_done(ctx: DemoContext, backbone: str, method: str) -> bool:
+    name = run_name(backbone, method)
+    return _model_file(ctx, backbone, method).is_file() and stamp_matches(
+        ctx.out, f"train-{name}", train_inputs(ctx, backbone, method)
+    )
+
+
+def train_done(ctx: DemoContext) -> bool:
+    return all(_run_done(ctx, b, m) for b, m in runs(ctx))
+
+
+def train_run(ctx: DemoContext) -> None:
+    for backbone, method in runs(ctx):
+        name = run_name(backbone, method)
+        run_dir = ctx.run_dir(backbone, method)
+        if "train" not in ctx.redo and _run_done(ctx, backbone, method):
+            print(f"  {name}: done before")
+            continue
+        inputs = train_inputs(ctx, backbone, method)
+        same = stamp_matches(ctx.out, f"train-{name}.started", inputs)
+        if run_dir.exists() and ("train" in ctx.redo or not same):
+            # The trainer resumes from any checkpoint in run_dir: only do that for the same inputs.
+            print(f"  {name}: {'--redo' if 'train' in ctx.redo else 'inputs changed'}: training from scratch")
+            _remove_inside(ctx, run_dir)
+        elif run_dir.exists():
+            print(f"  {name}: resuming the interrupted run")
+        cfg = train_config(ctx, backbone, method)
+        path = cfglib.save(cfg, ctx.configs_dir / f"train-{name}.yaml")
+        write_stamp(ctx.out, f"train-{name}.started", inputs)
+        kind = "Action-GPT (k descriptions)" if method == "actiongpt" else "Default (raw label)"
+        print(
+            f"  {name}: {MODEL_NAMES[backbone]} {kind}, {cfg.max_steps} steps on {ctx.cfg.train.nproc} ranks"
+        )
+        run_subprocess(
+            [*torchrun_prefix(ctx.cfg.train.nproc), "-m", "launch.train", "-c", str(path)],
+            f"training {name}",
+        )
+        if not _model_file(ctx, backbone, method).is_file():
+            raise_missing(_model_file(ctx, backbone, method), f"training {name}")
+        write_stamp(ctx.out, f"train-{name}", inputs)
+        print(f"  {name}: {loss_summary(run_dir)['text']}")
+
+
+def raise_missing(path: Path, what: str) -> None:
+    from launch.cli import UserError
+
+    raise UserError(f"{what} exited without writing {path}; see its output above")
+
+
+def loss_summary(run_dir: Path) -> dict[str, Any]:
+    """The mean training loss over the first and the last tenth of the steps (at least 5 steps each)."""
+    losses: dict[int, float] = {}
+    path = run_dir / "metrics.jsonl"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line
+            if rec.get("kind") == "train" and isinstance(rec.get("loss"), (int, float)):
+                losses[int(rec["step"])] = float(rec["loss"])  # a resumed run relogs: the last one counts
+    steps = sorted(losses)
+    if len(steps) < 2:
+        return {
+            "steps": len(steps),
+            "first": math.nan,
+            "last": math.nan,
+            "fell": False,
+            "text": "no losses logged",
+        }
+    n = max(min(5, len(steps) // 2), len(steps) // 10)
+    first = sum(losses[s] for s in steps[:n]) / n
+    last = sum(losses[s] for s in steps[-n:]) / n
+    fell = last < first
+    text = f"loss {first:.4f} -> {last:.4f} (mean of the first/last {n} of {steps[-1]} steps)"
+    if not fell:
+        text += "  WARNING: the loss did not fall"
+    return {"steps": steps[-1], "first": first, "last": last, "fell": fell, "window": n, "text": text}
+
+
+def train_show(ctx: DemoContext) -> None:
+    for backbone, method in runs(ctx):
+        print(f"  {run_name(backbone, method)}: {loss_summary(ctx.run_dir(backbone, method))['text']}")
+
+
+# --- stage: eval -----------------------------------------------------------------------------------------
+
+
+def row_name(backbone: str, split: str, method: str) -> str:
+    return f"{backbone}-{split}-{method}"
+
+
+def compare_config(ctx: DemoContext) -> Any:
+    """One ``actiongpt eval compare`` over every (backbone, split, method): one process group for all."""
+    from cluster.eval_config import CompareConfig, CompareRow
+
+    rows = []
+    for backbone in ctx.backbones:
+        for split in ctx.cfg.eval.splits:
+            for method in ("default", "actiongpt"):
+                text_source, label = METHODS[method]
+                rows.append(
+                    CompareRow(
+                        name=row_name(backbone, split, method),
+                        group=f"{MODEL_NAMES[backbone]} ({split})",
+                        label=label,
+                        overrides={
+                            "checkpoint": str(_model_file(ctx, backbone, method)),
+                            "shards_dir": str(ctx.shards_dir(LAYOUT[backbone])),
+                            "split": split,
+                            "text_source": text_source,
+                        },
+                    )
+                )
+    base = {"renders": ctx.cfg.eval.renders, **ctx.cfg.eval.base}
+    return CompareConfig(out_dir=str(ctx.eval_dir), base=base, rows=rows)
+
+
+def eval_row_dir(ctx: DemoContext, backbone: str, split: str, method: str) -> Path:
+    return ctx.eval_dir / row_name(backbone, split, method)
+
+
+def eval_inputs(ctx: DemoContext) -> dict[str, Any]:
+    return {
+        "compare": cfglib.to_dict(compare_config(ctx)),
+        "models": files_sha256([_model_file(ctx, b, m) for b, m in runs(ctx)]),
+        "nproc": ctx.cfg.eval.nproc,
+    }
+
+
+def _rows(ctx: DemoContext) -> list[tuple[str, str, str]]:
+    return [(b, s, m) for b in ctx.backbones for s in ctx.cfg.eval.splits for m in ("default", "actiongpt")]
+
+
+def eval_done(ctx: DemoContext) -> bool:
+    return all((eval_row_dir(ctx, *r) / "metrics.json").is_file() for r in _rows(ctx)) and stamp_matches(
+        ctx.out, "eval", eval_inputs(ctx)
+    )
+
+
+def eval_run(ctx: DemoContext) -> None:
+    inputs = eval_inputs(ctx)
+    ccfg = compare_config(ctx)
+    path = cfglib.save(ccfg, ctx.configs_dir / "eval.yaml")
+    # --no-reuse: the rows' own reuse check compares configs, not weights, and the models may be new
+    run_subprocess(
+        [
+            *torchrun_prefix(ctx.cfg.eval.nproc),
+            "-m",
+            "launch.cli",
+            "eval",
+            "compare",
+            "-c",
+            str(path),
+            "--no-reuse",
+        ],
+        "the evaluation",
+    )
+    for r in _rows(ctx):
+        if not (eval_row_dir(ctx, *r) / "metrics.json").is_file():
+            raise_missing(eval_row_dir(ctx, *r) / "metrics.json", "the evaluation")
+    write_stamp(ctx.out, "eval", inputs)
+
+
+def eval_show(ctx: DemoContext) -> None:
+    for b, s, m in _rows(ctx):
+        d = eval_row_dir(ctx, b, s, m)
+        data = json.loads((d / "metrics.json").read_text())
+        mm = data["metrics"]
+        print(
+            f"  {row_name(b, s, m)}: {data.get('num_sequences')} samples, APE root {mm['APE_root']:.3f}, "
+            f"AVE root {mm['AVE_root']:.3f} -> {d}"
+        )

@@ -1,0 +1,1 @@
+"""Importable spawn targets and small data builders for multi-process tests."""
