@@ -104,7 +104,10 @@ def find_shards(arg: str | None, workdir: Path, n_train: int) -> tuple[dict[str,
         found = {m: next(iter(sorted(base.glob(f"{m}-*"))), None) for m in ("pairs", "seg")}
         if None in found.values():
             raise SystemExit(f"{base}: expected pairs-*/ and seg-*/ shard folders")
-        return found, str(base)  # type: ignore[return-value]
+        from shards.manifest import Manifest
+
+        embedder = Manifest.load(found["pairs"]).embedder.get("name")  # type: ignore[arg-type]
+        return found, f"{base} ({embedder})"  # type: ignore[return-value]
     emb = ROOT / "data" / "embedded" / "shards"
     if all((emb / f"{m}-minilm" / "manifest.json").is_file() for m in ("pairs", "seg")):
         return {m: emb / f"{m}-minilm" for m in ("pairs", "seg")}, "embedded dataset (MiniLM)"

@@ -126,6 +126,9 @@ def run_meta(cfg: TrainConfig, manifest: Any) -> dict[str, Any]:
         "model_overrides": cfglib.to_dict(model_config(cfg)),
         "text_dim": text_dim_for(cfg, manifest),
         "text_source": cfg.text_source,
+        # the text path as trained, so sampling/evaluation default to the same k and aggregation
+        "k": cfg.k if cfg.k is not None else manifest.text.get("k"),
+        "aggregator": cfg.aggregator or manifest.text.get("aggregator") or "original",
         "embedder": manifest.embedder.get("name"),
         "shards_digest": manifest.digest(),
     }

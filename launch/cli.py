@@ -17,7 +17,7 @@ from launch.errors import UserError  # re-exported: commands import it from here
 __all__ = ["COMMANDS", "UserError", "build_parser", "main"]
 
 # Module names under launch.commands, in the order they appear in --help.
-COMMANDS = ["data", "demo", "describe", "shards", "train", "eval", "submit"]
+COMMANDS = ["data", "demo", "describe", "shards", "train", "eval", "sample", "submit"]
 
 
 def build_parser() -> argparse.ArgumentParser:
