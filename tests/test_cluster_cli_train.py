@@ -29,7 +29,9 @@ def test_shipped_configs_resolve(model: str) -> None:
     res = _launch("-c", f"configs/train/{model}.yaml", "-c", "configs/train/tiny.yaml", "--print-config")
     assert res.returncode == 0, res.stderr
     assert f"model: {model}" in res.stdout and "preset: tiny" in res.stdout
-    ds = cfglib.load(TrainConfig, [L.REPO / f"configs/train/{model}.yaml", L.REPO / "configs/train/deepspeed.yaml"])
+    ds = cfglib.load(
+        TrainConfig, [L.REPO / f"configs/train/{model}.yaml", L.REPO / "configs/train/deepspeed.yaml"]
+    )
     assert (ds.engine, ds.zero_stage) == ("deepspeed", 2)
     paper = cfglib.load(TrainConfig, [L.REPO / f"configs/train/{model}.yaml"]).resolved()
     assert paper.lr == (1e-4 if model == "motionclip" else 7e-5)
@@ -40,16 +42,23 @@ def test_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "bogus_key" in bad.stderr and "Traceback" not in bad.stderr
     missing = _launch("-c", "configs/train/teach.yaml", f"shards_dir={tmp_path / 'none'}")
     assert missing.returncode == 2 and "manifest.json not found" in missing.stderr
-    nothing = _launch("-c", "configs/train/teach.yaml", f"run_dir={tmp_path}", "--export", str(tmp_path / "m.pt"))
+    nothing = _launch(
+        "-c", "configs/train/teach.yaml", f"run_dir={tmp_path}", "--export", str(tmp_path / "m.pt")
+    )
     assert nothing.returncode == 2 and "no complete checkpoint" in nothing.stderr
 
 
 def test_one_process_run_in_process_then_export_from_cli(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    cfg = TrainConfig(run_dir=str(run), model="toy", lr=0.01, batch_size=4, epochs=2, ckpt_every=5, log_every=4,
-                      val_every=4, progress=False, dist_timeout_s=30)  # fmt: skip
-    result = train(cfg, ToyModel, lambda env: (ToyLoader(32, 4, env.rank, env.world_size),
-                                               ToyLoader(8, 4, env.rank, env.world_size, seed=5)))  # fmt: skip
+    cfg = TrainConfig(
+        run_dir=str(run), model="toy", lr=0.01, batch_size=4, epochs=2, ckpt_every=5, log_every=4,
+        val_every=4, progress=False, dist_timeout_s=30,
+    )  # fmt: skip
+
+    def loaders(env):
+        return ToyLoader(32, 4, env.rank, env.world_size), ToyLoader(8, 4, env.rank, env.world_size, seed=5)
+
+    result = train(cfg, ToyModel, loaders)
     assert result.status == "finished" and result.step == 16 and result.epoch == 1
     assert result.export == run / "model.pt"
     assert (run / "config.yaml").is_file() and any((run / "tb").iterdir())
