@@ -165,6 +165,20 @@ class MotionClipConfig:
         return cls(ff_size=64, num_layers=1, num_heads=2, lr=1e-3)
 
 
+def transformer_arch(
+    cfg: TemosConfig | TeachConfig | MotionClipConfig, latent_dim: int | None = None
+) -> dict[str, object]:
+    """Keyword arguments shared by every encoder/decoder stack of a backbone."""
+    return dict(
+        latent_dim=cfg.latent_dim if latent_dim is None else latent_dim,
+        ff_size=cfg.ff_size,
+        num_layers=cfg.num_layers,
+        num_heads=cfg.num_heads,
+        dropout=cfg.dropout,
+        activation=cfg.activation,
+    )
+
+
 def _check_transformer(cfg: TemosConfig | TeachConfig | MotionClipConfig) -> None:
     for name in ("nfeats", "ff_size", "num_layers", "num_heads"):
         if getattr(cfg, name) <= 0:

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from actiongpt.models import losses as L
 from actiongpt.models.base import MotionModel
-from actiongpt.models.configs import MotionClipConfig
+from actiongpt.models.configs import MotionClipConfig, transformer_arch
 from actiongpt.models.inputs import TextBatch, check_motion, check_text, lengths_to_mask, require
 from actiongpt.models.motion_decoder import MotionDecoder
 from actiongpt.models.motion_encoder import MotionEncoder
@@ -53,14 +53,7 @@ class MotionCLIP(MotionModel):
             )
         self.cfg = cfg
         self.latent_dim = text_dim
-        arch = dict(
-            latent_dim=text_dim,
-            ff_size=cfg.ff_size,
-            num_layers=cfg.num_layers,
-            num_heads=cfg.num_heads,
-            dropout=cfg.dropout,
-            activation=cfg.activation,
-        )
+        arch = transformer_arch(cfg, latent_dim=text_dim)
         self.encoder = MotionEncoder(cfg.nfeats, **arch)
         self.decoder = MotionDecoder(cfg.nfeats, **arch)
 

@@ -21,7 +21,7 @@ from torch.distributions import Normal
 
 from actiongpt.models import losses as L
 from actiongpt.models.base import MotionModel
-from actiongpt.models.configs import TeachConfig
+from actiongpt.models.configs import TeachConfig, transformer_arch
 from actiongpt.models.inputs import TextBatch, check_motion, check_text, require, text_from_batch
 from actiongpt.models.motion_decoder import MotionDecoder
 from actiongpt.models.motion_encoder import MotionEncoder
@@ -44,14 +44,7 @@ class TEACH(MotionModel):
     def __init__(self, cfg: TeachConfig, text_dim: int) -> None:
         super().__init__(cfg.nfeats, text_dim)
         self.cfg = cfg
-        arch = dict(
-            latent_dim=cfg.latent_dim,
-            ff_size=cfg.ff_size,
-            num_layers=cfg.num_layers,
-            num_heads=cfg.num_heads,
-            dropout=cfg.dropout,
-            activation=cfg.activation,
-        )
+        arch = transformer_arch(cfg)
         self.latent_dim = cfg.latent_dim
         self.hist_frames = cfg.hist_frames
         self.textencoder = TextHistEncoder(
