@@ -9,8 +9,11 @@ seeded per key, features -> MMM-21 joints, APE/AVE sums, all-reduce, rank 0 writ
 
 Throughput = evaluated samples / the slowest rank's evaluation wall time (loading, generation, joints,
 metrics; process start-up and model loading excluded, the same for all three). Reported: median samples/s
-over ``--repeats``, the ratios to the loop, and the largest difference between the loop's metrics and the
-distributed run's (they must agree; the model runs in float32 on batches of different composition).
+over ``--repeats``, the ratios to the loop (also per repeat: runs side by side share the machine's load), and
+the largest difference between the loop's metrics and the distributed run's (they must agree to 1e-6
+relative, else the script fails; the model runs in float32 on batches of different composition). The load
+average and the fraction of idle CPU just before and after are recorded: another process on a 2-core machine
+takes a core from the 2-rank run first.
 
     python bench/bench_eval.py                                  # synthetic shards + tiny TEACH
     python bench/bench_eval.py --preset paper                   # the paper-size TEACH (slower)
@@ -19,11 +22,18 @@ distributed run's (they must agree; the model runs in float32 on batches of diff
 Without ``--shards`` the data are the test helpers' synthetic shards (plausible motions, hash text
 embeddings) and the model a randomly initialised backbone with the shards' statistics: the numbers measure
 the evaluator, not a trained model. Writes bench/results/eval.json and prints a one-line summary.
+
+``--stages`` adds a per-stage breakdown (ms per sample of the evaluating thread's CPU time, so other load on
+the machine inflates it less than wall time) of one more loop and one more batched run in this process:
+loading (shards -> collated batch), reference (features of the reference), generation (the backbone; then
+the stitching and re-encoding of the generated actions), joints (features -> MMM-21, reference and
+generated), metrics (APE/AVE sums) and the rest of the per-batch bookkeeping.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -31,6 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +55,7 @@ from actiongpt.metrics import MAIN_KEYS  # noqa: E402
 from cluster.dist_env import free_port  # noqa: E402
 from cluster.eval_config import EvalConfig  # noqa: E402
 
+AGREE_REL = 1e-6  # float32 generation on batches of different composition: ~1e-8 relative in practice
 _RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -77,6 +89,93 @@ def _run(cfg: EvalConfig, ranks: int) -> dict:
     return json.loads((Path(cfg.out_dir) / "metrics.json").read_text())
 
 
+STAGES = (
+    "loading",
+    "reference",
+    "generation: backbone",
+    "generation: stitch + re-encode",
+    "joints",
+    "metrics",
+)
+
+
+@contextlib.contextmanager
+def _stage_timer() -> Iterator[dict[str, float]]:
+    """Thread CPU seconds per stage of ``Evaluator.run`` (see the module docstring), by wrapping the
+    functions each stage calls; restored on exit."""
+    import actiongpt.metrics as metrics
+    import cluster.eval_model as eval_model
+    import cluster.evaluator as evaluator
+
+    acc: dict[str, float] = dict.fromkeys((*STAGES, "other", "run", "add_batch", "samples"), 0.0)
+    patched: list[tuple[object, str, object]] = []
+
+    def wrap(owner: object, name: str, stage: str) -> None:
+        fn = getattr(owner, name)
+
+        def timed(*args: object, **kw: object) -> object:
+            t0 = time.thread_time()
+            try:
+                return fn(*args, **kw)
+            finally:
+                acc[stage] += time.thread_time() - t0
+
+        patched.append((owner, name, fn))
+        setattr(owner, name, timed)
+
+    wrap(evaluator.Evaluator, "run", "run")
+    wrap(evaluator.Evaluator, "add_batch", "add_batch")
+    wrap(evaluator, "reference_features", "reference")
+    wrap(evaluator.Evaluator, "joints", "joints")
+    wrap(metrics.MetricSums, "update", "metrics")
+    wrap(eval_model, "sequence_features", "generation: stitch + re-encode")
+    wrap(eval_model, "generate_sequence_features_batched", "generation: backbone")
+    wrap(eval_model, "generate_features", "generation: backbone")
+    try:
+        yield acc
+    finally:
+        for owner, name, fn in reversed(patched):
+            setattr(owner, name, fn)
+        # nested stages: the backbone runs inside sequence_features; the rest of add_batch is "other"
+        if acc["generation: stitch + re-encode"]:
+            acc["generation: stitch + re-encode"] -= acc["generation: backbone"]
+        acc["loading"] = acc["run"] - acc["add_batch"]
+        acc["other"] = acc["add_batch"] - sum(acc[k] for k in STAGES if k != "loading")
+
+
+def _stages(cfg: EvalConfig) -> dict[str, float]:
+    """Per-stage ms per sample of one more evaluation in this process (thread CPU time)."""
+    from cluster.eval_run import run_eval
+
+    for k in _RANK_VARS:
+        os.environ.pop(k, None)
+    with _stage_timer() as acc:
+        result = run_eval(cfg)
+    assert result is not None
+    n = len(result.samples)
+    out = {k: 1000 * acc[k] / n for k in (*STAGES, "other")}
+    out["total"] = 1000 * acc["run"] / n
+    return out
+
+
+def _cpu_idle(seconds: float = 1.0) -> float | None:
+    """Fraction of all CPUs idle over ``seconds`` (Linux /proc/stat; None elsewhere): how quiet the machine
+    is before the runs (other processes take cores from the 2-rank run first)."""
+
+    def read() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            values = [int(v) for v in fh.readline().split()[1:9]]
+        return values[3] + values[4], sum(values)
+
+    try:
+        idle0, total0 = read()
+        time.sleep(seconds)
+        idle1, total1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (idle1 - idle0) / max(total1 - total0, 1)
+
+
 def _max_rel(a: dict, b: dict) -> float:
     return max(abs(a[k] - b[k]) / max(abs(a[k]), 1e-12) for k in MAIN_KEYS)
 
@@ -100,9 +199,11 @@ def main() -> int:
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--stages", action="store_true", help="add a per-stage breakdown (see the docstring)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "eval.json"))
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    load_start, idle_start = os.getloadavg(), _cpu_idle()
 
     with tempfile.TemporaryDirectory(prefix="bench-eval-") as tmp_s:
         tmp = Path(tmp_s)
@@ -150,6 +251,7 @@ def main() -> int:
                     file=sys.stderr,
                     flush=True,
                 )
+        stages = {name: _stages(runs[name][0]) for name in ("loop", "batched")} if args.stages else None
         n = metrics["loop"]["num_sequences"]
         med = {name: statistics.median(v) for name, v in rates.items()}
         result = {
@@ -179,16 +281,28 @@ def main() -> int:
             ),
             "max_abs_sample_ape_diff_loop_vs_distributed": _max_sample_diff(tmp / "loop", tmp / "dist"),
             "metrics_distributed": {k: metrics["distributed"]["metrics"][k] for k in MAIN_KEYS},
+            "rank_seconds_distributed_last": metrics["distributed"].get("rank_seconds"),
             "machine": {
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
                 "torch": torch.__version__,
+                "load_avg_at_start": load_start,
+                "cpu_idle_fraction_before": idle_start,
                 "load_avg": os.getloadavg(),
+                "cpu_idle_fraction_after": _cpu_idle(),
             },
         }
+        if stages is not None:
+            result["stages_cpu_ms_per_sample"] = stages
+        for key in ("max_rel_metric_diff_loop_vs_distributed", "max_rel_metric_diff_batched_vs_distributed"):
+            if not result[key] <= AGREE_REL:
+                raise AssertionError(f"{key} = {result[key]:.3g} > {AGREE_REL}: the runs disagree")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    if stages is not None:
+        for name, st in stages.items():
+            print(f"{name:8s} " + ", ".join(f"{k} {v:.3f}" for k, v in st.items()) + " ms/sample (CPU)")
     print(
         f"eval {result['model']}/{result['preset']} {n} samples: loop {med['loop']:.1f}/s, batched "
         f"{med['batched']:.1f}/s, {args.ranks} ranks {med['distributed']:.1f}/s -> "

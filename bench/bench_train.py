@@ -263,6 +263,28 @@ def part_checkpoint(a: argparse.Namespace, shards: dict[str, Path], work: Path) 
     return {"model": a.ckpt_model, "preset": a.ckpt_preset, "ranks": 2, "parameters": n_params, **out}
 
 
+def _step_flops(net: Any, loaders: dict[str, Any], n: int) -> dict[str, float]:
+    """Mean forward + backward FLOPs per batch over the first ``n`` batches of each text variant
+    (``torch.utils.flop_counter``: matmuls, convolutions and attention; elementwise ops are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    out = {}
+    for src, loader in loaders.items():
+        loader.set_epoch(0)
+        total, count = 0, 0
+        for batch in loader:
+            counter = FlopCounterMode(display=False)
+            with counter:
+                net(batch)["loss"].backward()
+            net.zero_grad(set_to_none=True)
+            total += counter.get_total_flops()
+            count += 1
+            if count == n:
+                break
+        out[src] = total / max(count, 1)
+    return out
+
+
 def part_agpt(a: argparse.Namespace, shards: dict[str, Path], work: Path) -> dict[str, Any]:
     """Action-GPT vs baseline step time, measured side by side in one process: the two text variants of the
     *same* batches (same seed, so the same motions; only the text differs) alternate step by step (ABBA...),
@@ -316,6 +338,7 @@ def part_agpt(a: argparse.Namespace, shards: dict[str, Path], work: Path) -> dic
                     mask = batch.get("text_mask", batch.get("text_mask_0"))
                     tokens[src].append(int(mask.shape[1]))
         agpt, base = statistics.median(times["descriptions"]), statistics.median(times["label"])
+        flops = _step_flops(net, loaders, a.flop_batches)
         out[model] = {
             "step_time_agpt_s": round(agpt, 4),
             "step_time_baseline_s": round(base, 4),
@@ -325,6 +348,11 @@ def part_agpt(a: argparse.Namespace, shards: dict[str, Path], work: Path) -> dic
             "text_tokens_agpt": round(statistics.mean(tokens["descriptions"]), 1),
             "text_tokens_baseline": round(statistics.mean(tokens["label"]), 1),
             "uses_token_text": model not in components.POOLED_TEXT_MODELS,
+            # forward + backward arithmetic of the same batches: if the step-time ratio matches this ratio,
+            # the whole extra time is the backbone's own compute on the longer text, not the pipeline
+            "gflop_per_step_agpt": round(flops["descriptions"] / 1e9, 3),
+            "gflop_per_step_baseline": round(flops["label"] / 1e9, 3),
+            "flop_ratio": round(flops["descriptions"] / flops["label"], 3),
         }
     return {
         "preset": a.agpt_preset,
@@ -357,6 +385,7 @@ def main() -> int:
     p.add_argument("--ckpt-preset", default="paper")
     p.add_argument("--ckpt-steps", type=int, default=2)
     p.add_argument("--agpt-preset", default="paper")
+    p.add_argument("--flop-batches", type=int, default=8, help="agpt: batches whose FLOPs are counted")
     p.add_argument("--models", nargs="+", default=sorted(MODELS), choices=sorted(MODELS))
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "train.json"))
     a = p.parse_args()

@@ -4,11 +4,14 @@
 this rank's share of the split (the shard loader without shuffling and without dropping anything: every
 sample exactly once over all ranks), evaluates and, on rank 0, writes ``metrics.json``,
 ``samplewise_error_values.json``, ``table.md``, the resolved ``config.yaml`` and the renders.
-``run_compare(cfg)`` does that for several rows inside one process group and prints one table.
+``run_compare(cfg)`` does that for several rows inside one process group and prints one table. Both first
+let the process keep the memory it frees (``keep_freed_memory``: the batches' large temporaries are then
+reused instead of page-faulted back from the OS every batch).
 """
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import json
 import logging
@@ -235,9 +238,30 @@ def preflight(cfg: EvalConfig) -> None:
     )
 
 
+def keep_freed_memory() -> bool:
+    """Let this process keep the memory it frees (glibc malloc), instead of returning it to the OS.
+
+    Every batch allocates and frees the same few-MB temporaries (features, joints, metric terms, activations).
+    With glibc's defaults most of them are returned to the OS on free (its dynamic mmap threshold and heap
+    trimming) and page-faulted back in by the next batch: ~20% of a batched CPU evaluation. Freed memory
+    stays in the process after this (up to its peak use, which it reaches anyway). Small allocations, e.g.
+    batches of one sample, never went to the OS. A no-op (False) without glibc.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    # 32 MiB is glibc's largest mmap threshold on 64-bit; bigger blocks (weights) are still mapped
+    ok = mallopt(m_mmap_threshold, 32 << 20) == 1
+    return mallopt(m_trim_threshold, 1 << 30) == 1 and ok
+
+
 def run_eval(cfg: EvalConfig) -> EvalResult | None:
     """Set up the process group, evaluate, tear down. Rank 0 returns the result, other ranks None."""
     preflight(cfg)
+    keep_freed_memory()
     with eval_runtime(cfg.backend, cfg.dist_timeout_s) as rt:
         return evaluate_in_runtime(cfg, rt)
 
@@ -297,6 +321,7 @@ def run_compare(ccfg: CompareConfig) -> str | None:
     configs = [row_config(ccfg, i) for i in range(len(ccfg.rows))]
     for cfg in configs:
         preflight(cfg)
+    keep_freed_memory()
     first = configs[0]
     with eval_runtime(first.backend, first.dist_timeout_s) as rt:
         for i, cfg in enumerate(configs):

@@ -39,8 +39,9 @@ from torch import Tensor
 from actiongpt.metrics import MetricSums
 from actiongpt.metrics_canon import FLOOR_MODES, HEADING_MODES
 from actiongpt.models.sampling import derive_seed
-from actiongpt.motion.features import FEATURE_DIM, denormalize, features_to_rotations
-from actiongpt.motion.mmm import JOINTS_TYPES, joints_mmm21
+from actiongpt.motion.features import FEATURE_DIM, NORM_EPS, denormalize
+from actiongpt.motion.joints_fast import MMM21Joints
+from actiongpt.motion.mmm import JOINTS_TYPES
 from actiongpt.motion.skeleton import Skeleton, bundled_skeleton
 
 log = logging.getLogger(__name__)
@@ -126,19 +127,30 @@ def reference_features(batch: Mapping[str, Any], mean: Tensor, std: Tensor) -> t
     """
     if is_pair_batch(batch):
         m0, m1 = batch["motion_0"], batch["motion_1"]
+        for name, m in (("motion_0", m0), ("motion_1", m1)):
+            if not isinstance(m, Tensor) or m.dim() != 3 or m.shape[-1] != FEATURE_DIM:
+                shape = tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__
+                raise EvalError(f"reference {name} must be (B, T, {FEATURE_DIM}), got {shape}")
         l0, l1 = _lengths(batch, "lengths_0"), _lengths(batch, "lengths_1")
         total = l0 + l1
+        (bs, n0, dim), n1 = m0.shape, m1.shape[1]
         t = torch.arange(int(total.max()), device=m0.device)[None, :]  # (1, T)
-        from_second = t >= l0[:, None]
-        i0 = t.clamp(max=m0.shape[1] - 1).expand(m0.shape[0], -1)
-        i1 = (t - l0[:, None]).clamp(0, m1.shape[1] - 1)
-        first = m0.gather(1, i0[..., None].expand(-1, -1, m0.shape[2]))
-        second = m1.gather(1, i1[..., None].expand(-1, -1, m1.shape[2]))
-        motion, lengths = torch.where(from_second[..., None], second, first), total
-    else:
-        motion, lengths = batch["motion"], _lengths(batch, "lengths")
-    if motion.dim() != 3 or motion.shape[-1] != FEATURE_DIM:
-        raise EvalError(f"reference motion must be (B, T, {FEATURE_DIM}), got {tuple(motion.shape)}")
+        b = torch.arange(bs, device=m0.device)[:, None]
+        # frame t of sample b: row b * n0 + t of motion_0, else row b * n1 + t - l0 of motion_1 (after
+        # motion_0's rows); one row gather (frames past the total length hold some frame: masked later)
+        rows = torch.where(
+            t >= l0[:, None],
+            bs * n0 + b * n1 + (t - l0[:, None]).clamp(0, n1 - 1),
+            b * n0 + t.clamp(max=n0 - 1),
+        )
+        src = torch.cat([m0.reshape(-1, dim), m1.reshape(-1, dim)])
+        motion = src.index_select(0, rows.reshape(-1)).view(bs, -1, dim).float()
+        # a new tensor: denormalize in place (the same operations as ``denormalize``)
+        return motion.mul_(std.to(motion) + NORM_EPS).add_(mean.to(motion)), total
+    motion, lengths = batch["motion"], _lengths(batch, "lengths")
+    if not isinstance(motion, Tensor) or motion.dim() != 3 or motion.shape[-1] != FEATURE_DIM:
+        shape = tuple(motion.shape) if isinstance(motion, Tensor) else type(motion).__name__
+        raise EvalError(f"reference motion must be (B, T, {FEATURE_DIM}), got {shape}")
     motion = motion[:, : int(lengths.max())].float()
     return denormalize(motion, mean.to(motion), std.to(motion)), lengths
 
@@ -281,6 +293,7 @@ class Evaluator:
             if tuple(t.shape) != (FEATURE_DIM,):
                 raise EvalError(f"feature {name} must have shape ({FEATURE_DIM},), got {tuple(t.shape)}")
         self.skeleton = skeleton or bundled_skeleton()
+        self._to_joints = MMM21Joints(self.skeleton, self.settings.jointstype)
         self.texts = texts
         s = self.settings
         self.sums = [MetricSums(floor=s.floor, heading=s.heading) for _ in range(s.num_samples)]
@@ -293,13 +306,9 @@ class Evaluator:
     # -- one batch ---------------------------------------------------------------------------------
     def joints(self, features: Tensor, lengths: Tensor) -> Tensor:
         """Unnormalised features (B, T, 135) -> MMM-21 joints (B, T, 21, 3); zero after each length."""
-        rotmats, trans = features_to_rotations(features)
-        joints = joints_mmm21(rotmats, trans, self.skeleton, self.settings.jointstype)
-        valid = torch.arange(features.shape[1], device=features.device)[None, :] < lengths[:, None].to(
-            features.device
-        )
-        # padded frames hold zero 6D rotations (NaN after Gram-Schmidt); keep them out of everything
-        return torch.where(valid[..., None, None], joints, torch.zeros((), dtype=joints.dtype))
+        # = joints_mmm21(*features_to_rotations(features)), the same numbers (actiongpt.motion.joints_fast);
+        # padded frames (zero 6D rotations) are never converted and come out as zeros
+        return self._to_joints.padded(features, lengths)
 
     def add_batch(self, batch: Mapping[str, Any]) -> list[SampleRecord]:
         """Generate every variant of the batch's valid samples, score them, add to this rank's sums."""
@@ -380,7 +389,10 @@ class Evaluator:
             )
         gen = gen[:, : need[1]].to(self.device, torch.float32)
         valid = torch.arange(need[1], device=gen.device)[None, :] < lengths[:, None]
-        bad = ~gen.isfinite().all(-1) & valid
+        # a NaN/inf feature makes its frame's sum non-finite: the elementwise check only when a sum is
+        bad = ~gen.sum(-1).isfinite() & valid
+        if bool(bad.any()):
+            bad = ~gen.isfinite().all(-1) & valid  # (a finite frame whose sum overflows is not an error)
         if bool(bad.any()):
             i = int(bad.any(1).nonzero()[0])
             raise EvalError(f"generate_fn produced NaN/inf features for sample {keys[i]!r}")

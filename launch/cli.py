@@ -14,10 +14,10 @@ import sys
 from actiongpt.config import ConfigError
 from launch.errors import UserError  # re-exported: commands import it from here
 
-__all__ = ["COMMANDS", "UserError", "build_parser", "main"]
+__all__ = ["COMMANDS", "UserError", "build_parser", "main", "parse_args"]
 
 # Module names under launch.commands, in the order they appear in --help.
-COMMANDS = ["data", "demo", "describe", "shards", "train", "eval", "sample", "submit"]
+COMMANDS = ["data", "demo", "results", "describe", "shards", "train", "eval", "sample", "submit"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,9 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args`` that also accepts ``key=value`` config overrides between options
+    (``run k=4 --part 0/2``): argparse fills a ``nargs="*"`` positional from one contiguous run of
+    arguments only and rejects the rest, which are appended here in their order instead."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        bad = [a for a in extra if a.startswith("-") or "=" not in a]
+        if bad or not isinstance(getattr(args, "overrides", None), list):
+            parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -205,12 +205,12 @@ def _run_command(module: str, argv: Sequence[str]) -> int:
     import importlib
 
     from actiongpt.config import ConfigError
-    from launch.cli import UserError
+    from launch.cli import UserError, parse_args
 
     parser = argparse.ArgumentParser(prog="actiongpt")
     sub = parser.add_subparsers(dest="command", required=True)
     importlib.import_module(f"launch.commands.{module}").register(sub)
-    args = parser.parse_args(list(argv))
+    args = parse_args(parser, list(argv))
     try:
         return int(args.func(args) or 0)
     except (ConfigError, UserError, FileNotFoundError) as exc:

@@ -12,7 +12,7 @@ import logging
 import sys
 
 from actiongpt.config import ConfigError
-from launch.cli import UserError
+from launch.cli import UserError, parse_args
 from launch.commands import train as train_command
 
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     train_command.register(sub)
-    args = parser.parse_args(["train", *argv])
+    args = parse_args(parser, ["train", *argv])
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from shards.collate import Prepared, TextChoice, collate, normalise, select_text
+from shards.collate import Prepared, TextChoice, collate, select_text
 from shards.format import ShardError, sample_key
 from shards.manifest import Manifest
 from shards.reader import PAIR_MODE, ByteLRU, TextTable, decode_sample, iter_raw
@@ -114,7 +114,7 @@ class _Fetcher:
             texts.append(hit)
         return Prepared(
             key=d.meta["key"],
-            motion=normalise(d.motion, self.mean, self.std),
+            motion=d.motion,  # as stored: collate normalises the batch at once
             lengths=[int(x) for x in d.meta["lengths"]],
             labels=list(d.meta["labels"]),
             texts=texts,
@@ -140,7 +140,7 @@ class _Fetcher:
                     needed[s].discard(sid)
                     if not needed[s] and s in streams:
                         streams.pop(s).close()  # type: ignore[attr-defined]
-                yield collate(samples, self.pairs)
+                yield collate(samples, self.pairs, self.mean, self.std)
         finally:
             for it in streams.values():
                 it.close()  # type: ignore[attr-defined]

@@ -368,6 +368,85 @@ def test_batched_sequence_generation_equals_generate_sequences(tmp_path):
         assert got.shape == ref.shape and torch.allclose(got, ref, atol=1e-5), (kw, (got - ref).abs().max())
 
 
+@pytest.mark.parametrize("name", ["teach", "temos"])
+def test_sequence_features_are_exactly_the_stitched_full_rotations(name, tmp_path):
+    """The row-wise ``sequence_features`` = features_to_motion -> stitch_batch -> rotations_to_features on the
+    full (B, T, 22, 3, 3) rotations, bit for bit on every valid frame (2 and 3 actions, every option)."""
+    from actiongpt.models.inputs import lengths_to_mask, text_from_batch
+    from actiongpt.models.sampling import derive_seed, per_sample_noise
+    from actiongpt.models.sequence import generate_sequence_features
+    from actiongpt.motion.features import rotations_to_features
+    from cluster.eval_model import (
+        generate_sequence_features_batched,
+        load_model,
+        sequence_features,
+        stitch_batch,
+    )
+    from shards.loader import LoaderConfig, ShardLoader
+
+    shards = build_eval_shards(tmp_path, n_val=9, n_train=6)
+    model = load_model(export_tiny_model(shards, tmp_path / "m.pt", name)).model
+    cfg = LoaderConfig(
+        root=str(shards), split="val", batch_size=9, num_workers=0, shuffle=False, drop_last=False
+    )
+    batch = next(iter(ShardLoader(cfg)))
+    two = [text_from_batch(batch, f"_{a}") for a in (0, 1)]
+    l0, l1 = batch["lengths_0"], batch["lengths_1"]
+    seeds = [sample_seed(3, k, 0) for k in batch["keys"]]
+
+    def full_rotations(texts, lengths, mean=False, fact=1.0, slerp_window=8, align="full", yaw="original"):
+        noise = None
+        if not mean:
+            flat = [derive_seed(s, "action", a) for s in seeds for a in range(lengths.shape[1])]
+            noise = per_sample_noise(flat, model.latent_dim).view(*lengths.shape, -1)
+        feats = generate_sequence_features(
+            model, texts, lengths, slerp_window=slerp_window, mean=mean, fact=fact, noise=noise
+        )
+        assert torch.equal(
+            feats,
+            generate_sequence_features_batched(
+                model, texts, lengths, slerp_window=slerp_window, mean=mean, fact=fact, noise=noise
+            ),
+        )
+        rot, trans = model.features_to_motion(feats)
+        rot, trans = stitch_batch(rot, trans, lengths, slerp_window, align, yaw)
+        mask = lengths_to_mask(lengths.sum(1), rot.shape[1])
+        rot = torch.where(mask[..., None, None, None], rot, torch.eye(3))
+        return rotations_to_features(rot, trans * mask[..., None], canonicalize="none") * mask[..., None]
+
+    options = (
+        {},
+        {"mean": True},
+        {"yaw": "heading", "fact": 0.5},
+        {"align": "trajectory", "slerp_window": None},
+        {"align": "none", "slerp_window": 3},
+    )
+    with torch.no_grad():
+        for texts, lengths in (
+            (two, torch.stack([l0, l1], 1)),
+            ([*two, two[0]], torch.stack([l0, l1, l1], 1)),
+        ):
+            valid = lengths_to_mask(lengths.sum(1), int(lengths.sum(1).max()))
+            for kw in options:
+                want = full_rotations(texts, lengths, **kw)
+                got = sequence_features(model, texts, lengths, seeds, **kw)
+                assert got.shape == want.shape
+                assert torch.equal(got[valid].view(torch.int32), want[valid].view(torch.int32)), kw
+                assert torch.equal(got[~valid], want[~valid])  # zeros (possibly of either sign)
+
+
+def test_keep_freed_memory_is_a_harmless_allocator_setting():
+    import platform
+
+    from cluster.eval_run import keep_freed_memory
+
+    ok = keep_freed_memory()
+    assert ok is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+    assert keep_freed_memory() is ok  # idempotent
+    x = torch.randn(1 << 20)  # 4 MB: from the heap now, and still allocatable / freeable
+    del x
+
+
 def test_load_model_errors(tmp_path):
     from cluster.eval_model import load_model
 

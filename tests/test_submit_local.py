@@ -35,8 +35,8 @@ def work(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def shards(work: Path) -> dict[str, Path]:
-    return S.shard_dirs(work / "shards")
+def shards(embedded_shards: dict[str, Path]) -> dict[str, Path]:
+    return embedded_shards  # the embedded dataset's pair shards (tests/conftest.py)
 
 
 @pytest.fixture()

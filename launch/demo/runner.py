@@ -44,8 +44,9 @@ def display(cmd: list[str]) -> str:
     return shlex.join([head, *cmd[1:]])
 
 
-def run_subprocess(cmd: list[str], what: str) -> None:
-    """Run ``cmd`` with the demo's output streams (progress bars show live); a failure is a UserError."""
+def run_subprocess(cmd: list[str], what: str, rerun: str = "actiongpt demo") -> None:
+    """Run ``cmd`` with the caller's output streams (progress bars show live); a failure is a UserError
+    that tells the user to ``rerun`` the command (finished work is kept)."""
     print(f"  $ {display(cmd)}", flush=True)
     interrupted = []
 
@@ -66,24 +67,24 @@ def run_subprocess(cmd: list[str], what: str) -> None:
             signal.signal(signal.SIGINT, previous)
     if interrupted:
         raise UserError(
-            f"{what} was interrupted (Ctrl-C). Run `actiongpt demo` again to continue: finished stages are "
+            f"{what} was interrupted (Ctrl-C). Run `{rerun}` again to continue: finished stages are "
             "skipped and training resumes from its last checkpoint"
         )
     if rc != 0:
         raise UserError(
-            f"{what} failed (exit status {rc}; its output is above). Fix the cause and run `actiongpt demo` "
+            f"{what} failed (exit status {rc}; its output is above). Fix the cause and run `{rerun}` "
             "again: finished work is kept and training resumes from its last checkpoint"
         )
 
 
 def run_cli(argv: list[str], what: str) -> None:
     """Run ``actiongpt <argv>`` in this process (no second interpreter start-up for the light stages)."""
-    from launch.cli import build_parser
+    from launch.cli import build_parser, parse_args
 
     print(f"  $ actiongpt {shlex.join(argv)}", flush=True)
     for k, v in OFFLINE_ENV.items():
         os.environ.setdefault(k, v)
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     rc = int(args.func(args) or 0)
     if rc != 0:
         raise UserError(f"{what} failed (`actiongpt {shlex.join(argv)}` exited with status {rc})")

@@ -1,8 +1,8 @@
 """Helpers for the tests that submit real jobs to a running Slurm cluster (tests/test_slurm_*.py).
 
-Polls ``scontrol`` instead of ``sbatch --wait`` (which polls only every ~10 s), releases requeued jobs at
-once (Slurm otherwise holds them ~120 s) and uses a new output folder per test (job ids restart when a
-cluster restarts with a clean state).
+Polls ``scontrol`` instead of ``sbatch --wait`` (which polls only every ~10 s), releases requeued jobs
+after 1.5 s (Slurm otherwise holds them ~120 s; see release_when_requeued for why not at once) and uses a
+new output folder per test (job ids restart when a cluster restarts with a clean state).
 """
 
 from __future__ import annotations
@@ -200,14 +200,21 @@ def wait_completed(job_id: str, timeout: float, log: Path | None = None) -> list
 
 
 def release_when_requeued(job_id: str, restarts: int, timeout: float, log: Path | None = None) -> None:
-    """Wait for the requeued job (PENDING with ``restarts`` restarts), then let it start now: Slurm otherwise
-    holds a requeued job for about two minutes."""
+    """Wait for the requeued job (PENDING with ``restarts`` restarts), then let it start 1.5 s later: Slurm
+    otherwise holds a requeued job for its credential lifetime (120 s by default)."""
 
     def requeued() -> bool:
         j = job(job_id)
         return j.get("JobState") == "PENDING" and int(j.get("Restarts", "0")) >= restarts
 
     wait_for(requeued, timeout, f"job {job_id} to be requeued", lambda: describe(job_id, log))
+    # The requeue revoked the first run's credential at a time (whole seconds, slurmctld's clock) no later
+    # than the moment we saw PENDING. slurmd refuses a launch whose new credential is from that same second
+    # (ctime <= revoked: "Job credential revoked"; the job ends FAILED, exit 1, without running again).
+    # Slurm's own hold (the credential lifetime) exists to avoid that; releasing more than a second after
+    # PENDING was seen does too. StartTime=now+N would not: a job that becomes eligible later waits for the
+    # next periodic scheduler pass (up to a minute).
+    time.sleep(1.5)
     _run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
 
 
@@ -225,24 +232,3 @@ def describe(job_id: str, log: Path | None = None, lines: int = 60) -> str:
     if log is not None and log.is_file():
         text += f"\n--- {log} (tail) ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
     return text
-
-
-def shard_dirs(root: Path) -> dict[str, Path]:
-    """Shards for the tiny configuration: the embedded dataset's when built, else a small synthetic set (the
-    shard writer over synthetic motions with a hash embedder, as in tests/test_cluster_train_models.py)."""
-    embedded = {mode: REPO / "data" / "embedded" / "shards" / f"{mode}-minilm" for mode in ("pairs", "seg")}
-    if all((p / "manifest.json").is_file() for p in embedded.values()):
-        return embedded
-    from tests.dist_helpers import shards_data as S
-
-    store = S.make_store(root / "emb")
-    out = {}
-    for mode in ("pairs", "seg"):
-        pairs = mode == "pairs"
-        sources = {
-            "train": S.make_source(48, "train", pairs=pairs),
-            "val": S.make_source(16, "val", pairs=pairs, seed=2),
-        }
-        S.build(root / mode, store, sources)
-        out[mode] = root / mode
-    return out

@@ -1,0 +1,123 @@
+"""``ExperimentConfig`` (defaults in configs/results.yaml) and the list of training runs it implies.
+
+The experiment is the paper's comparison at small scale: Table 1 (Default vs Action-GPT for every backbone,
+several seeds), Table 2 (Action-GPT-TEACH with k = 1, 2, 4, 8) and the zero-shot split. Its data stages
+(dataset, description check, embeddings, shards) are the demo's, with every shipped description stored per
+label (``store_k``) so that one shard build serves every k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from actiongpt.config import ConfigError
+from actiongpt.data.synth.config import SynthConfig
+from launch.demo.context import BACKBONES, SHIPPED_DESCRIPTIONS, SPLITS, DemoConfig, DemoEvalConfig
+
+METHOD_TEXT = {"default": "label", "actiongpt": "descriptions"}  # TrainConfig.text_source per method
+
+
+@dataclass
+class ExperimentConfig:
+    out: str = "runs/results"
+    doc: str | None = None  # also copy results.md (and its picture) here, e.g. docs/results.md
+    backbones: list[str] = field(default_factory=lambda: list(BACKBONES))
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    k: int = 4  # descriptions per label for Table 1 (the paper's)
+    ablation_backbone: str | None = "teach"  # Table 2's backbone; None: no k ablation
+    ablation_ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    store_k: int = 8  # descriptions embedded and stored per label (>= every k used)
+    data: SynthConfig = field(default_factory=SynthConfig)
+    descriptions: list[str] = field(default_factory=lambda: [SHIPPED_DESCRIPTIONS])
+    embedder: str = "minilm"
+    embeddings: str | None = None  # None: <out>/embeddings/<embedder>
+    shards: str | None = None  # None: <out>/shards
+    steps: dict[str, int] = field(default_factory=lambda: {"teach": 2000, "temos": 2000, "motionclip": 1000})
+    nproc: int = 1  # ranks per training run (torchrun when > 1)
+    jobs: int = 2  # training runs at the same time
+    ckpt_every: int = 500
+    log_every: int = 50
+    train_overrides: list[str] = field(default_factory=list)  # more TrainConfig key=value for every run
+    splits: list[str] = field(default_factory=lambda: ["val", "zeroshot"])
+    eval_nproc: int = 2
+    eval_base: dict[str, Any] = field(default_factory=dict)  # more EvalConfig fields for every evaluation
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.backbones) - set(BACKBONES))
+        if unknown or not self.backbones:
+            raise ConfigError(f"backbones: {self.backbones!r}; choose from {list(BACKBONES)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds: give one or more distinct seeds, got {self.seeds!r}")
+        ks = [self.k, *(self.ablation_ks if self.ablation_backbone else [])]
+        if min(ks) < 1 or max(ks) > self.store_k:
+            raise ConfigError(f"k and ablation_ks must lie in 1..store_k={self.store_k}, got {ks}")
+        if self.ablation_backbone is not None and self.ablation_backbone not in self.backbones:
+            raise ConfigError(
+                f"ablation_backbone: {self.ablation_backbone!r} is not among backbones {self.backbones}"
+            )
+        for b in self.backbones:
+            if self.steps.get(b, 0) < 1:
+                raise ConfigError(f"steps.{b}: must be >= 1 (got {self.steps.get(b)})")
+        if self.nproc < 1 or self.jobs < 1 or self.eval_nproc < 1:
+            raise ConfigError("nproc, jobs and eval_nproc must be >= 1")
+        bad = sorted(set(self.splits) - set(SPLITS))
+        if bad or not self.splits:
+            raise ConfigError(f"splits: {self.splits!r}; choose from {list(SPLITS)}")
+
+    def demo_config(self) -> DemoConfig:
+        """The demo configuration whose data stages (data .. shards) this experiment reuses."""
+        return DemoConfig(
+            out=self.out,
+            backbones=list(self.backbones),
+            data=self.data,
+            descriptions=list(self.descriptions),
+            k=self.store_k,
+            embedder=self.embedder,
+            embeddings=self.embeddings,
+            shards=self.shards,
+            eval=DemoEvalConfig(splits=list(self.splits)),
+        )
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: a backbone, Default or Action-GPT (with k descriptions), one seed."""
+
+    backbone: str
+    method: str  # "default" | "actiongpt"
+    seed: int
+    k: int | None = None  # Action-GPT only
+
+    @property
+    def name(self) -> str:
+        k = f"-k{self.k}" if self.method == "actiongpt" else ""
+        return f"{self.backbone}-{self.method}{k}-s{self.seed}"
+
+
+def planned_runs(cfg: ExperimentConfig) -> list[RunSpec]:
+    """Every training run, each once: Table 1's runs seed by seed (so that an early stop still leaves
+    complete seeds), then the k ablation's extra runs (its k = ``cfg.k`` row is Table 1's run)."""
+    runs: list[RunSpec] = []
+    for seed in cfg.seeds:
+        for b in cfg.backbones:
+            runs += [RunSpec(b, "default", seed), RunSpec(b, "actiongpt", seed, cfg.k)]
+    if cfg.ablation_backbone:
+        for seed in cfg.seeds:
+            runs += [RunSpec(cfg.ablation_backbone, "actiongpt", seed, k) for k in cfg.ablation_ks]
+    seen: set[str] = set()
+    unique = []
+    for r in runs:
+        if r.name not in seen:
+            seen.add(r.name)
+            unique.append(r)
+    return unique
+
+
+def run_dir(cfg: ExperimentConfig, spec: RunSpec) -> Path:
+    return Path(cfg.out) / "runs" / spec.name
+
+
+def eval_dir(cfg: ExperimentConfig, spec: RunSpec, split: str) -> Path:
+    return Path(cfg.out) / "eval" / f"{spec.name}-{split}"
