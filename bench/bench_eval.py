@@ -129,7 +129,7 @@ def _stage_timer() -> Iterator[dict[str, float]]:
     wrap(evaluator.Evaluator, "joints", "joints")
     wrap(metrics.MetricSums, "update", "metrics")
     wrap(eval_model, "sequence_features", "generation: stitch + re-encode")
-    wrap(eval_model, "generate_sequence_features_batched", "generation: backbone")
+    wrap(eval_model, "generate_sequence_features", "generation: backbone")
     wrap(eval_model, "generate_features", "generation: backbone")
     try:
         yield acc

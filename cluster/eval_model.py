@@ -22,8 +22,7 @@ from actiongpt.models.generate import generate_features
 from actiongpt.models.inputs import lengths_to_mask, text_from_batch
 from actiongpt.models.registry import build_model
 from actiongpt.models.sampling import derive_seed, per_sample_noise
-from actiongpt.models.sequence import _yaw_difference, check_sequence_lengths
-from actiongpt.models.teach import TEACH, last_frames
+from actiongpt.models.sequence import _yaw_difference, generate_sequence_features
 from actiongpt.motion.features import NORM_EPS, NUM_FEATURE_JOINTS, _rotate_2d
 from actiongpt.motion.joints_fast import gram_schmidt_rows_into
 from actiongpt.motion.rotations import (
@@ -209,51 +208,6 @@ def stitch_batch(
     return rot, tr
 
 
-def generate_sequence_features_batched(
-    model: MotionModel,
-    texts: list[Any],
-    lengths: Tensor,
-    *,
-    slerp_window: int | None = 8,
-    mean: bool = False,
-    fact: float = 1.0,
-    noise: Tensor | None = None,
-) -> Tensor:
-    """``actiongpt.models.sequence.generate_sequence_features`` with the per-sample copy of each decoded
-    action into the output replaced by one indexed copy per action (the same values)."""
-    if not getattr(model, "variational", False):
-        raise ValueError(f"{model.name} cannot generate sequences of actions (use TEACH or TEMOS)")
-    hist_frames = model.hist_frames if isinstance(model, TEACH) else 0
-    check_sequence_lengths(lengths, slerp_window, hist_frames)
-    bs, n_actions = lengths.shape
-    if len(texts) != n_actions:
-        raise ValueError(f"{len(texts)} texts for {n_actions} actions")
-    if noise is not None and tuple(noise.shape) != (bs, n_actions, model.latent_dim):
-        raise ValueError(f"noise must be ({bs}, {n_actions}, {model.latent_dim}), got {tuple(noise.shape)}")
-    device = model.feature_mean.device
-    lengths = lengths.to(device)
-    window = slerp_window or 0
-    out = torch.zeros(bs, int(lengths.sum(dim=1).max()), model.nfeats, device=device)
-    offsets = torch.cumsum(lengths, dim=1) - lengths
-    hframes = None
-    for a in range(n_actions):
-        text = texts[a].to(device)
-        kwargs = {"hframes": hframes} if hist_frames else {}
-        z = model.text_to_latent(
-            text, mean=mean, fact=fact, noise=None if noise is None else noise[:, a].to(device), **kwargs
-        )
-        gap = window if a > 0 else 0
-        feats = model.decode(z, lengths[:, a] - gap)
-        # Reserve the slerp frames in front (zeros, as the original; overwritten after stitching).
-        chunk = torch.cat((feats.new_zeros(bs, gap, model.nfeats), feats), dim=1)
-        if hist_frames:
-            hframes = last_frames(chunk, lengths[:, a], hist_frames)
-        bi, ti = lengths_to_mask(lengths[:, a], chunk.shape[1]).nonzero(as_tuple=True)
-        rows = chunk.reshape(-1, model.nfeats).index_select(0, bi * chunk.shape[1] + ti)
-        out.view(-1, model.nfeats).index_copy_(0, bi * out.shape[1] + offsets[bi, a] + ti, rows)
-    return out
-
-
 def _stitch_rows(
     root: Tensor,
     trans: Tensor,
@@ -344,7 +298,7 @@ def sequence_features(
     if not mean:
         flat = [derive_seed(s, "action", a) for s in seeds for a in range(n_actions)]
         noise = per_sample_noise(flat, model.latent_dim, device).view(bs, n_actions, -1)
-    feats = generate_sequence_features_batched(
+    feats = generate_sequence_features(
         model, texts, lengths, slerp_window=slerp_window, mean=mean, fact=fact, noise=noise
     )
     # features_to_rotations(model.denormalize(feats)) kept as rows: the Gram-Schmidt rows of every joint

@@ -178,3 +178,35 @@ def test_features_match_the_final_motion():
     assert torch.allclose(
         rotations_to_features(out.rotmats[0], out.trans[0], canonicalize="none"), out.features[0], atol=1e-6
     )
+
+
+def test_sequence_features_place_each_action_at_its_offset_with_the_slerp_gap_zeroed():
+    """``generate_sequence_features`` writes sample b's action a (its reserved slerp frames as zeros, then
+    the decoded frames) at the sum of its earlier actions' lengths, and zeros after its total length."""
+    from actiongpt.models.inputs import TextBatch
+    from actiongpt.models.sequence import generate_sequence_features
+
+    torch.manual_seed(0)
+    model = build_model("temos", TemosConfig.tiny(), TEXT_DIM).eval()
+    realistic_stats(model)
+    g = torch.Generator().manual_seed(1)
+    texts = [
+        TextBatch(torch.randn(3, 5, TEXT_DIM, generator=g), torch.ones(3, 5, dtype=torch.bool)) for _ in "ab"
+    ]
+    lengths = torch.tensor([[20, 30], [35, 15], [12, 12]])
+    window = 4
+    with torch.no_grad():
+        out = generate_sequence_features(model, texts, lengths, slerp_window=window, mean=True)
+        assert out.shape == (3, 50, model.nfeats)
+        for b in range(3):
+            start = 0
+            for a in range(2):
+                n, gap = int(lengths[b, a]), window if a else 0
+                z = model.text_to_latent(
+                    TextBatch(texts[a].tokens[b : b + 1], texts[a].mask[b : b + 1]), mean=True
+                )
+                want = model.decode(z, torch.tensor([n - gap]))[0, : n - gap]
+                torch.testing.assert_close(out[b, start + gap : start + n], want)
+                assert not out[b, start : start + gap].any()
+                start += n
+            assert not out[b, start:].any()

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from actiongpt.models.base import MotionModel
-from actiongpt.models.inputs import TextBatch
+from actiongpt.models.inputs import TextBatch, lengths_to_mask
 from actiongpt.models.teach import TEACH, last_frames
 from actiongpt.motion.features import upright_yaw
 from actiongpt.motion.rotations import (
@@ -186,8 +186,8 @@ def generate_sequence_features(
         chunk = torch.cat((feats.new_zeros(bs, gap, model.nfeats), feats), dim=1)
         if hist_frames:
             hframes = last_frames(chunk, lengths[:, a], hist_frames)
-        for b in range(bs):
-            n = int(lengths[b, a])
-            start = int(offsets[b, a])
-            out[b, start : start + n] = chunk[b, :n]
+        # every sample's first lengths[b, a] frames to out[b, offsets[b, a]:]: one indexed copy per action
+        bi, ti = lengths_to_mask(lengths[:, a], chunk.shape[1]).nonzero(as_tuple=True)
+        rows = chunk.reshape(-1, model.nfeats).index_select(0, bi * chunk.shape[1] + ti)
+        out.view(-1, model.nfeats).index_copy_(0, bi * out.shape[1] + offsets[bi, a] + ti, rows)
     return out
