@@ -306,8 +306,8 @@ class EvalJob(Checkpointable):
         result = run_eval(cfg)
         if result is None:
             return None
-        return EvalSummary(
-            cfg.out_dir, dict(result.metrics), result.world_size, result.num_sequences, result.seconds
+        return EvalSummary(  # result.out_dir: cfg.out_dir, or the default chosen from the checkpoint
+            str(result.out_dir), dict(result.metrics), result.world_size, result.num_sequences, result.seconds
         )
 
 
@@ -413,11 +413,11 @@ class DescribeSubmission:
 # ------------------------------------------------------------------------------------------- submit
 
 
-def _config_value(cls: type, cfg_files: Sequence[str], overrides: Sequence[str], name: str) -> Any:
-    """One field of the resolved config; fails early (in the client) on a bad config or override."""
+def _config(cls: type, cfg_files: Sequence[str], overrides: Sequence[str]) -> Any:
+    """The resolved config; fails early (in the client) on a bad config or override."""
     from actiongpt import config as cfglib
 
-    return getattr(cfglib.load(cls, list(cfg_files), list(overrides)), name)
+    return cfglib.load(cls, list(cfg_files), list(overrides))
 
 
 def _abs(files: Sequence[str | Path]) -> list[str]:
@@ -430,6 +430,15 @@ def _announce(job: SubmittedJob) -> SubmittedJob:
     return job
 
 
+def _submit_one(
+    kind: str, fn: Any, files: list[str], overrides: Sequence[str], where: str, opts: ExecutorOptions
+) -> SubmittedJob:
+    """One (multi-task) job running ``fn(files, overrides)``, named after the folder it writes to."""
+    executor = make_executor(opts, f"{kind}-{Path(where).name}")
+    job = executor.submit(fn, files, list(overrides))
+    return _announce(SubmittedJob(job, kind, where, opts.resolved_cluster()))
+
+
 def submit_train(
     cfg_files: Sequence[str | Path],
     overrides: Sequence[str] = (),
@@ -438,12 +447,9 @@ def submit_train(
     """Submit training (every task trains one rank); requeued on preemption/timeout, resumes from run_dir."""
     from cluster.train_config import TrainConfig
 
-    opts = executor_options or ExecutorOptions()
     files = _abs(cfg_files)
-    run_dir = str(_config_value(TrainConfig, files, overrides, "run_dir"))
-    executor = make_executor(opts, f"train-{Path(run_dir).name}")
-    job = executor.submit(TrainJob(), files, list(overrides))
-    return _announce(SubmittedJob(job, "train", run_dir, opts.resolved_cluster()))
+    run_dir = str(_config(TrainConfig, files, overrides).run_dir)
+    return _submit_one("train", TrainJob(), files, overrides, run_dir, executor_options or ExecutorOptions())
 
 
 def submit_eval(
@@ -451,15 +457,15 @@ def submit_eval(
     overrides: Sequence[str] = (),
     executor_options: ExecutorOptions | None = None,
 ) -> SubmittedJob:
-    """Submit an evaluation (ranks split the samples; rank 0 writes the metrics into out_dir)."""
+    """Submit an evaluation (ranks split the samples; rank 0 writes the metrics into out_dir, by default a
+    folder under ``<run dir>/eval/``)."""
     from cluster.eval_config import EvalConfig
 
-    opts = executor_options or ExecutorOptions()
     files = _abs(cfg_files)
-    out_dir = str(_config_value(EvalConfig, files, overrides, "out_dir"))
-    executor = make_executor(opts, f"eval-{Path(out_dir).name}")
-    job = executor.submit(EvalJob(), files, list(overrides))
-    return _announce(SubmittedJob(job, "eval", out_dir, opts.resolved_cluster()))
+    cfg = _config(EvalConfig, files, overrides)
+    # without out_dir the folder's name depends on the checkpoint's text source, known only in the job
+    where = cfg.out_dir or str(Path(cfg.output_dir(cfg.text_source or "descriptions")).parent)
+    return _submit_one("eval", EvalJob(), files, overrides, where, executor_options or ExecutorOptions())
 
 
 def submit_describe(
@@ -481,7 +487,7 @@ def submit_describe(
     if opts.tasks != 1 or opts.nodes != 1:
         raise ValueError("describe jobs run one task each: use parts=N instead of nodes/tasks_per_node")
     files = _abs(cfg_files)
-    out_dir = str(_config_value(DescribeConfig, files, overrides, "out_dir"))
+    out_dir = str(_config(DescribeConfig, files, overrides).out_dir)
     name = opts.name or f"describe-{Path(out_dir).name}"
     executor = make_executor(opts, name)
     fn = DescribeJob()

@@ -188,6 +188,27 @@ def test_debug_executor_evaluates_the_trained_model(debug_run, work: Path, shard
     assert summary.metrics and all(v == v for v in summary.metrics.values())  # no NaN
 
 
+def test_eval_submission_without_out_dir_names_the_run_eval_folder(debug_run, shards, work: Path) -> None:
+    handle, _ = debug_run
+    opts = sub.ExecutorOptions(cluster="debug", folder_root=str(work / "submitit"))
+    ev = sub.submit_eval(
+        [str(L.REPO / "configs/eval/default.yaml")],
+        [
+            f"checkpoint={handle.run_dir}/model.pt",
+            f"shards_dir={shards['pairs']}",
+            "renders=0",
+            "max_batches=1",
+        ],
+        opts,
+    )
+    assert ev.run_dir == str(Path(handle.run_dir) / "eval")  # not "None"
+    summary = ev.result()
+    assert (
+        Path(summary.out_dir).parent == Path(ev.run_dir)
+        and (Path(summary.out_dir) / "metrics.json").is_file()
+    )
+
+
 def test_describe_parts_and_merge_on_the_debug_executor(work: Path) -> None:
     from actiongpt.text.cache import load_descriptions
     from tests.mock_openai_server import MockOpenAIServer
