@@ -185,6 +185,11 @@ def train_all(cfg: ExperimentConfig, ctx: DemoContext) -> None:
                 if err:
                     failures.append(err)
                     print(f"  {err}", flush=True)
+    except KeyboardInterrupt:
+        raise UserError(
+            "interrupted (Ctrl-C); run the same command again: finished runs are kept and interrupted ones "
+            "resume from their last checkpoint"
+        ) from None
     finally:
         for job in running:  # Ctrl-C or an error here: stop the children (their checkpoints stay)
             job.proc.terminate()
