@@ -298,7 +298,7 @@ CAVEATS = [
     "these runs are minutes long on 2 CPU cores. The std over seeds shows how much of any difference is "
     "noise.",
     "- With real BABEL/AMASS, an OpenAI or vLLM endpoint and the paper presets, the same commands reproduce "
-    "the paper's setting (README: *Running on a Slurm cluster with real data*).",
+    "the paper's setting (README: *Running on a cluster with real data*).",
 ]
 
 
