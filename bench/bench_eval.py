@@ -52,11 +52,10 @@ import torch.multiprocessing as mp  # noqa: E402
 
 from actiongpt.config import from_dict, to_dict  # noqa: E402
 from actiongpt.metrics import MAIN_KEYS  # noqa: E402
-from cluster.dist_env import free_port  # noqa: E402
+from cluster.dist_env import RANK_ENV_VARS, free_port  # noqa: E402
 from cluster.eval_config import EvalConfig  # noqa: E402
 
 AGREE_REL = 1e-6  # float32 generation on batches of different composition: ~1e-8 relative in practice
-_RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def _worker(rank: int, world: int, port: int, cfg: dict) -> None:
@@ -80,7 +79,7 @@ def _run(cfg: EvalConfig, ranks: int) -> dict:
     if ranks == 1:
         from cluster.eval_run import run_eval
 
-        for k in _RANK_VARS:  # a single process: no leftover rank layout from an earlier run
+        for k in RANK_ENV_VARS:  # a single process: no leftover rank layout from an earlier run
             os.environ.pop(k, None)
         torch.set_num_threads(1)
         run_eval(cfg)
@@ -147,7 +146,7 @@ def _stages(cfg: EvalConfig) -> dict[str, float]:
     """Per-stage ms per sample of one more evaluation in this process (thread CPU time)."""
     from cluster.eval_run import run_eval
 
-    for k in _RANK_VARS:
+    for k in RANK_ENV_VARS:
         os.environ.pop(k, None)
     with _stage_timer() as acc:
         result = run_eval(cfg)

@@ -49,7 +49,8 @@ class DistEnv:
         return self.rank == 0
 
     def as_env(self) -> dict[str, str]:
-        """The variables ``init_process_group("env://")`` and ``deepspeed.init_distributed`` read."""
+        """The variables ``init_process_group("env://")`` and ``deepspeed.init_distributed`` read
+        (``RANK_ENV_VARS``)."""
         return {
             "RANK": str(self.rank),
             "WORLD_SIZE": str(self.world_size),
@@ -58,6 +59,10 @@ class DistEnv:
             "MASTER_ADDR": self.master_addr,
             "MASTER_PORT": str(self.master_port),
         }
+
+
+# What ``export`` writes: a process launched from one that has them would join the wrong world.
+RANK_ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 # --------------------------------------------------------------------------------------------- node lists

@@ -38,17 +38,12 @@ def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("slurm-scripts")
 
 
-@pytest.fixture(scope="module")
-def shards(embedded_shards: dict[str, Path]) -> dict[str, Path]:
-    return embedded_shards  # the embedded dataset's pair shards (tests/conftest.py)
-
-
-def _train(work: Path, shards: dict[str, Path], name: str) -> tuple[str, Path, Path]:
+def _train(work: Path, embedded_shards: dict[str, Path], name: str) -> tuple[str, Path, Path]:
     """Submit slurm/train_teach.sh with 2 tasks; (job id, run directory, log)."""
     log = work / f"{name}.out"
     jid = S.sbatch(
         "slurm/train_teach.sh",
-        [*TRAIN_ARGS, f"shards_dir={shards['pairs']}"],
+        [*TRAIN_ARGS, f"shards_dir={embedded_shards['pairs']}"],
         [f"--job-name={name}", f"--output={work}/%x.out", *S.TWO_TASKS],
         env={"RUNS_ROOT": str(work)},
     )
@@ -56,10 +51,10 @@ def _train(work: Path, shards: dict[str, Path], name: str) -> tuple[str, Path, P
 
 
 @pytest.fixture(scope="module")
-def reference_run(slurm_cluster, work: Path, shards: dict[str, Path]) -> tuple[str, Path, Path]:
+def reference_run(slurm_cluster, work: Path, embedded_shards: dict[str, Path]) -> tuple[str, Path, Path]:
     """An uninterrupted 2-task training job."""
     name = S.unique_name("agpt-train")
-    jid, run, log = _train(work, shards, name)
+    jid, run, log = _train(work, embedded_shards, name)
     S.wait_completed(jid, 240, log)
     return jid, run, log
 
@@ -68,12 +63,12 @@ def _model(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "model.pt", map_location="cpu", weights_only=True)["model_state"]
 
 
-def test_train_teach_two_tasks_trains_checkpoints_and_finishes(reference_run, shards) -> None:
+def test_train_teach_two_tasks_trains_checkpoints_and_finishes(reference_run, embedded_shards) -> None:
     jid, run, log = reference_run
     # Trained on the embedded dataset (every train and val pair of it) with the shipped MiniLM-embedded
     # descriptions, k = 4.
-    manifest = json.loads((shards["pairs"] / "manifest.json").read_text())
-    expected = json.loads(shards["provenance"].read_text())["expected_records"]
+    manifest = json.loads((embedded_shards["pairs"] / "manifest.json").read_text())
+    expected = json.loads(embedded_shards["provenance"].read_text())["expected_records"]
     assert manifest["embedder"]["name"] == "all-MiniLM-L6-v2" and manifest["text"]["k"] == 4
     assert {s: v["num_samples"] for s, v in manifest["splits"].items()} == {
         s: expected[s]["pairs"] for s in ("train", "val")
@@ -92,11 +87,11 @@ def test_train_teach_two_tasks_trains_checkpoints_and_finishes(reference_run, sh
 
 
 def test_preempted_job_requeues_resumes_and_ends_like_an_uninterrupted_run(
-    reference_run, work: Path, shards: dict[str, Path]
+    reference_run, work: Path, embedded_shards: dict[str, Path]
 ) -> None:
     _, ref_run, _ = reference_run
     name = S.unique_name("agpt-preempt")
-    jid, run, log = _train(work, shards, name)
+    jid, run, log = _train(work, embedded_shards, name)
     # Signal mid-run, as Slurm's --signal=USR1@<s> would before the time limit (or a preemption would).
     S.wait_for(lambda: L.last_step(run) >= 3, 180, "training to reach step 3", lambda: S.describe(jid, log))
     S.signal_job(jid, "USR1")
@@ -120,11 +115,13 @@ def test_preempted_job_requeues_resumes_and_ends_like_an_uninterrupted_run(
     assert all(torch.equal(ref[k], got[k]) for k in ref)
 
 
-def test_eval_two_tasks_writes_the_same_metrics_as_one_task(reference_run, work: Path, shards) -> None:
+def test_eval_two_tasks_writes_the_same_metrics_as_one_task(
+    reference_run, work: Path, embedded_shards
+) -> None:
     _, run, _ = reference_run
     args = [
         f"checkpoint={run / 'model.pt'}",
-        f"shards_dir={shards['pairs']}",
+        f"shards_dir={embedded_shards['pairs']}",
         "split=val",
         "renders=0",
         "slerp_window=null",
@@ -202,12 +199,12 @@ def test_describe_array_writes_every_part_and_the_merge_is_complete(slurm_cluste
 
 
 @pytest.mark.slow  # ~50 s: one launch, a signal, a requeue and a second launch
-def test_torchrun_recipe_preempts_requeues_and_resumes(reference_run, work: Path, shards) -> None:
+def test_torchrun_recipe_preempts_requeues_and_resumes(reference_run, work: Path, embedded_shards) -> None:
     name = S.unique_name("agpt-torchrun")
     run, log = work / name, work / f"{name}.out"
     opts = [f"--job-name={name}", f"--output={work}/%x.out", "--nodes=1", "--ntasks-per-node=1",
             "--gpus-per-node=0", "--cpus-per-task=2", "--time=10"]  # fmt: skip
-    jid = S.sbatch("slurm/torchrun/train.sh", [*TRAIN_ARGS, f"shards_dir={shards['pairs']}"], opts,
+    jid = S.sbatch("slurm/torchrun/train.sh", [*TRAIN_ARGS, f"shards_dir={embedded_shards['pairs']}"], opts,
                    env={"RUNS_ROOT": str(work), "NPROC_PER_NODE": "2"})  # fmt: skip
     S.wait_for(lambda: L.last_step(run) >= 3, 180, "training to reach step 3", lambda: S.describe(jid, log))
     S.signal_job(jid, "USR1")  # reaches torchrun only; it forwards the signal to its two workers

@@ -43,11 +43,6 @@ def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("slurm-submitit")
 
 
-@pytest.fixture(scope="module")
-def shards(embedded_shards: dict[str, Path]) -> dict[str, Path]:
-    return embedded_shards  # the embedded dataset's pair shards (tests/conftest.py)
-
-
 @pytest.fixture()
 def job_environment(monkeypatch):
     """The client's environment as jobs should inherit it (sbatch exports it): CPU-only, no enclosing job."""
@@ -59,7 +54,7 @@ def job_environment(monkeypatch):
         monkeypatch.setenv(k, v)
 
 
-def _submit(cluster, work: Path, shards, name: str):
+def _submit(cluster, work: Path, embedded_shards, name: str):
     from launch.submit import ExecutorOptions, submit_train
 
     opts = ExecutorOptions(
@@ -72,14 +67,14 @@ def _submit(cluster, work: Path, shards, name: str):
         name=name,
     )
     return submit_train(
-        CONFIGS, [*OVERRIDES, f"shards_dir={shards['pairs']}", f"run_dir={work / name}"], opts
+        CONFIGS, [*OVERRIDES, f"shards_dir={embedded_shards['pairs']}", f"run_dir={work / name}"], opts
     )
 
 
 def test_submitit_training_with_two_tasks_completes_and_returns_its_result(
-    cluster, work: Path, shards, job_environment
+    cluster, work: Path, embedded_shards, job_environment
 ) -> None:
-    handle = _submit(cluster, work, shards, S.unique_name("agpt-sub"))
+    handle = _submit(cluster, work, embedded_shards, S.unique_name("agpt-sub"))
     results = handle.results()
     assert len(results) == 2
     main, other = results
@@ -94,10 +89,10 @@ def test_submitit_training_with_two_tasks_completes_and_returns_its_result(
 
 
 def test_interrupted_submitit_job_is_requeued_and_completes(
-    cluster, work: Path, shards, job_environment
+    cluster, work: Path, embedded_shards, job_environment
 ) -> None:
     name = S.unique_name("agpt-sub-int")
-    handle = _submit(cluster, work, shards, name)
+    handle = _submit(cluster, work, embedded_shards, name)
     run = Path(handle.run_dir)
     S.wait_for(
         lambda: L.last_step(run) >= 3,

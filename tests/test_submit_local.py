@@ -34,11 +34,6 @@ def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("submit-local")
 
 
-@pytest.fixture(scope="module")
-def shards(embedded_shards: dict[str, Path]) -> dict[str, Path]:
-    return embedded_shards  # the embedded dataset's pair shards (tests/conftest.py)
-
-
 @pytest.fixture()
 def cpu_env(monkeypatch):
     """Jobs inherit this process's environment: one thread per process, no enclosing job's rank variables."""
@@ -147,11 +142,16 @@ def test_bad_config_fails_in_the_client_before_anything_is_submitted(tmp_path: P
 
 
 @pytest.fixture(scope="module")
-def debug_run(work: Path, shards) -> tuple[sub.SubmittedJob, object]:
+def debug_run(work: Path, embedded_shards) -> tuple[sub.SubmittedJob, object]:
     opts = sub.ExecutorOptions(cluster="debug", folder_root=str(work / "submitit"))
     handle = sub.submit_train(
         CONFIGS,
-        [*OVERRIDES, "max_steps=6", f"shards_dir={shards['pairs']}", f"run_dir={work / 'debug-run'}"],
+        [
+            *OVERRIDES,
+            "max_steps=6",
+            f"shards_dir={embedded_shards['pairs']}",
+            f"run_dir={work / 'debug-run'}",
+        ],
         opts,
     )
     return handle, handle.result()
@@ -167,14 +167,14 @@ def test_debug_executor_trains_in_process_and_returns_the_result(debug_run) -> N
     assert sorted(L.train_records(Path(handle.run_dir))) == list(range(1, 7))
 
 
-def test_debug_executor_evaluates_the_trained_model(debug_run, work: Path, shards) -> None:
+def test_debug_executor_evaluates_the_trained_model(debug_run, work: Path, embedded_shards) -> None:
     handle, _ = debug_run
     opts = sub.ExecutorOptions(cluster="debug", folder_root=str(work / "submitit"))
     ev = sub.submit_eval(
         [str(L.REPO / "configs/eval/default.yaml")],
         [
             f"checkpoint={handle.run_dir}/model.pt",
-            f"shards_dir={shards['pairs']}",
+            f"shards_dir={embedded_shards['pairs']}",
             "renders=0",
             "slerp_window=null",
             "progress=false",
@@ -188,14 +188,16 @@ def test_debug_executor_evaluates_the_trained_model(debug_run, work: Path, shard
     assert summary.metrics and all(v == v for v in summary.metrics.values())  # no NaN
 
 
-def test_eval_submission_without_out_dir_names_the_run_eval_folder(debug_run, shards, work: Path) -> None:
+def test_eval_submission_without_out_dir_names_the_run_eval_folder(
+    debug_run, embedded_shards, work: Path
+) -> None:
     handle, _ = debug_run
     opts = sub.ExecutorOptions(cluster="debug", folder_root=str(work / "submitit"))
     ev = sub.submit_eval(
         [str(L.REPO / "configs/eval/default.yaml")],
         [
             f"checkpoint={handle.run_dir}/model.pt",
-            f"shards_dir={shards['pairs']}",
+            f"shards_dir={embedded_shards['pairs']}",
             "renders=0",
             "max_batches=1",
         ],
@@ -247,14 +249,19 @@ def test_describe_rejects_multi_task_jobs(tmp_path: Path) -> None:
 @pytest.mark.dist
 @pytest.mark.slow  # ~30 s on 2 busy cores: two fresh interpreters importing torch, then 12 steps
 def test_local_executor_runs_two_ranks_with_the_distributed_environment_exported(
-    work: Path, shards, cpu_env
+    work: Path, embedded_shards, cpu_env
 ) -> None:
     opts = sub.ExecutorOptions(
         cluster="local", tasks_per_node=2, timeout_min=10, folder_root=str(work / "submitit")
     )
     handle = sub.submit_train(
         CONFIGS,
-        [*OVERRIDES, "max_steps=12", f"shards_dir={shards['pairs']}", f"run_dir={work / 'local-run'}"],
+        [
+            *OVERRIDES,
+            "max_steps=12",
+            f"shards_dir={embedded_shards['pairs']}",
+            f"run_dir={work / 'local-run'}",
+        ],
         opts,
     )
     results = handle.results()
@@ -276,13 +283,17 @@ def _task_pids(handle: sub.SubmittedJob) -> list[int]:
 
 @pytest.mark.dist
 @pytest.mark.slow  # ~45 s: two launches of two ranks each
-def test_preempted_local_job_restarts_and_resumes_from_its_checkpoint(work: Path, shards, cpu_env) -> None:
+def test_preempted_local_job_restarts_and_resumes_from_its_checkpoint(
+    work: Path, embedded_shards, cpu_env
+) -> None:
     run = work / "local-preempt"
     opts = sub.ExecutorOptions(
         cluster="local", tasks_per_node=2, timeout_min=10, folder_root=str(work / "submitit")
     )
     handle = sub.submit_train(
-        CONFIGS, [*OVERRIDES, "max_steps=24", f"shards_dir={shards['pairs']}", f"run_dir={run}"], opts
+        CONFIGS,
+        [*OVERRIDES, "max_steps=24", f"shards_dir={embedded_shards['pairs']}", f"run_dir={run}"],
+        opts,
     )
     S.wait_for(lambda: L.last_step(run) >= 3, 180, "training to reach step 3")
     pids = _task_pids(handle)
@@ -303,7 +314,7 @@ def test_preempted_local_job_restarts_and_resumes_from_its_checkpoint(work: Path
     assert isinstance(handle.job, submitit.local.local.LocalJob)
 
 
-def test_cli_submits_and_waits_on_the_debug_executor(debug_run, work: Path, shards, capsys) -> None:
+def test_cli_submits_and_waits_on_the_debug_executor(debug_run, work: Path, embedded_shards, capsys) -> None:
     handle, _ = debug_run
     argv = [
         "submit",
@@ -316,7 +327,7 @@ def test_cli_submits_and_waits_on_the_debug_executor(debug_run, work: Path, shar
         *[a for f in CONFIGS for a in ("-c", f)],
         *OVERRIDES,
         "max_steps=6",
-        f"shards_dir={shards['pairs']}",
+        f"shards_dir={embedded_shards['pairs']}",
         f"run_dir={handle.run_dir}",
     ]
     assert sub._run_command("submit", argv) == 0

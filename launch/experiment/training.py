@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from actiongpt import config as cfglib
+from cluster.dist_env import RANK_ENV_VARS
 from launch.demo.context import LAYOUT, DemoContext
 from launch.demo.model_stages import loss_summary
 from launch.demo.runner import child_env, display, torchrun_prefix
@@ -102,14 +103,11 @@ def _command(cfg: ExperimentConfig, path: Path) -> list[str]:
     return [sys.executable, "-m", "launch.train", "-c", str(path)]
 
 
-# A run is its own world: rank variables of the calling process (a torchrun/srun launch, or ones a library
-# exported) would make concurrent runs join one rendezvous or fight for one port.
-_PARENT_RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
 def _env(cfg: ExperimentConfig, cmd: list[str]) -> dict[str, str]:
     env = child_env(cmd)
-    for name in _PARENT_RANK_VARS:
+    # A run is its own world: rank variables of the calling process (a torchrun/srun launch, or ones an
+    # in-process run exported) would make concurrent runs join one rendezvous or fight for one port.
+    for name in RANK_ENV_VARS:
         env.pop(name, None)
     # share the cores out instead of every process starting one thread per core
     env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // (cfg.jobs * cfg.nproc)))
