@@ -12,7 +12,8 @@ trainer) and is read from the run's ``metrics.jsonl``; per-step figures are medi
 3. **agpt_vs_baseline**: step time with the aggregated description embeddings (Action-GPT) vs the raw-label
    embedding (the baseline) for each backbone, alternated in the same run (the paper reports 1.13-1.35x
    with on-the-fly text encoding; with precomputed embeddings the only extra cost is the longer text
-   sequence the backbone's own text encoder attends over).
+   sequence the backbone's own text encoder attends over), and for TEMOS/TEACH the same with the compact
+   aggregators (``--aggregators``: one or k sentence-level tokens instead of ~130 per-position ones).
 
 Data: ``--shards-root`` with ``pairs-*/`` and ``seg-*/`` shard folders, by default the embedded dataset's
 ``data/embedded/shards/{pairs,seg}-minilm`` when built, else synthetic shards made here with realistic sizes
@@ -286,9 +287,11 @@ def _step_flops(net: Any, loaders: dict[str, Any], n: int) -> dict[str, float]:
 
 
 def part_agpt(a: argparse.Namespace, shards: dict[str, Path], work: Path) -> dict[str, Any]:
-    """Action-GPT vs baseline step time, measured side by side in one process: the two text variants of the
-    *same* batches (same seed, so the same motions; only the text differs) alternate step by step (ABBA...),
-    so machine-load drift hits both equally. A step = load the batch + forward + backward + AdamW step."""
+    """Action-GPT vs baseline step time, measured side by side in one process: the text variants of the
+    *same* batches (same seed, so the same motions; only the text differs) take turns step by step, in an
+    order rotated every step, so machine-load drift hits all equally. A step = load the batch + forward +
+    backward + AdamW step. Variants: the raw label (baseline), the original per-position aggregate
+    (Action-GPT) and, for the token-text backbones, each of ``--aggregators`` (compact Action-GPT)."""
     import torch
 
     from actiongpt import config as cfglib
@@ -298,8 +301,13 @@ def part_agpt(a: argparse.Namespace, shards: dict[str, Path], work: Path) -> dic
 
     torch.set_num_threads(a.threads_per_rank)
     out: dict[str, Any] = {}
-    sources = ("descriptions", "label")
     for model in a.models:
+        token_text = model not in components.POOLED_TEXT_MODELS
+        desc = ["text_source=descriptions", *([f"k={a.k}"] if a.k else [])]
+        variants = {"label": ["text_source=label"], "descriptions": desc}
+        if token_text:
+            variants |= {agg: [*desc, f"aggregator={agg}"] for agg in a.aggregators}
+        names = list(variants)
         base_overrides = [f"shards_dir={shards[MODELS[model]]}", f"preset={a.agpt_preset}", "batch_size=4",
                           "num_workers=0"]  # fmt: skip
         cfg = cfglib.load(TrainConfig, [ROOT / CONFIG[model]], base_overrides).resolved()
@@ -308,24 +316,22 @@ def part_agpt(a: argparse.Namespace, shards: dict[str, Path], work: Path) -> dic
         net = components.build_model(cfg, manifest)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr)
         loaders = {}
-        for src in sources:
-            src_cfg = cfglib.load(
-                TrainConfig, [ROOT / CONFIG[model]], [*base_overrides, f"text_source={src}"]
-            )
-            loaders[src] = ShardLoader(components.loader_config(src_cfg.resolved(), cfg.train_split, True),
-                                       rank=0, world_size=1, manifest=manifest)  # fmt: skip
-        iters = {src: iter(loaders[src]) for src in sources}
-        times: dict[str, list[float]] = {src: [] for src in sources}
-        waits: dict[str, list[float]] = {src: [] for src in sources}
-        tokens: dict[str, list[int]] = {src: [] for src in sources}
+        for name, extra in variants.items():
+            v_cfg = cfglib.load(TrainConfig, [ROOT / CONFIG[model]], [*base_overrides, *extra])
+            loaders[name] = ShardLoader(components.loader_config(v_cfg.resolved(), cfg.train_split, True),
+                                        rank=0, world_size=1, manifest=manifest)  # fmt: skip
+        iters = {name: iter(loaders[name]) for name in names}
+        times: dict[str, list[float]] = {name: [] for name in names}
+        waits: dict[str, list[float]] = {name: [] for name in names}
+        tokens: dict[str, list[int]] = {name: [] for name in names}
         for i in range(a.steps):
-            for src in sources if i % 2 == 0 else sources[::-1]:
+            for name in names[i % len(names) :] + names[: i % len(names)]:
                 t0 = time.perf_counter()
-                batch = next(iters[src], None)
-                if batch is None:  # epoch end: both variants roll over at the same step
-                    loaders[src].set_epoch(loaders[src].epoch + 1)
-                    iters[src] = iter(loaders[src])
-                    batch = next(iters[src])
+                batch = next(iters[name], None)
+                if batch is None:  # epoch end: every variant rolls over at the same step
+                    loaders[name].set_epoch(loaders[name].epoch + 1)
+                    iters[name] = iter(loaders[name])
+                    batch = next(iters[name])
                 t1 = time.perf_counter()
                 loss = net(batch)["loss"]
                 loss.backward()
@@ -333,31 +339,51 @@ def part_agpt(a: argparse.Namespace, shards: dict[str, Path], work: Path) -> dic
                 opt.zero_grad(set_to_none=True)
                 t2 = time.perf_counter()
                 if i >= a.warmup:
-                    times[src].append(t2 - t0)
-                    waits[src].append(t1 - t0)
+                    times[name].append(t2 - t0)
+                    waits[name].append(t1 - t0)
                     mask = batch.get("text_mask", batch.get("text_mask_0"))
-                    tokens[src].append(int(mask.shape[1]))
-        agpt, base = statistics.median(times["descriptions"]), statistics.median(times["label"])
+                    tokens[name].append(int(mask.shape[1]))
+        step = {name: statistics.median(times[name]) for name in names}
+        # step i of every variant trains on the same motions: the median of the per-step ratios cancels the
+        # batch-to-batch variation (motion lengths) that a ratio of medians keeps
+        ratio = {
+            name: statistics.median(t / b for t, b in zip(times[name], times["label"], strict=True))
+            for name in names
+        }
         flops = _step_flops(net, loaders, a.flop_batches)
         out[model] = {
-            "step_time_agpt_s": round(agpt, 4),
-            "step_time_baseline_s": round(base, 4),
-            "ratio": round(agpt / base, 3),
+            "step_time_agpt_s": round(step["descriptions"], 4),
+            "step_time_baseline_s": round(step["label"], 4),
+            "ratio": round(ratio["descriptions"], 3),
             "data_time_agpt_s": round(statistics.median(waits["descriptions"]), 4),
             "data_time_baseline_s": round(statistics.median(waits["label"]), 4),
             "text_tokens_agpt": round(statistics.mean(tokens["descriptions"]), 1),
             "text_tokens_baseline": round(statistics.mean(tokens["label"]), 1),
-            "uses_token_text": model not in components.POOLED_TEXT_MODELS,
+            "uses_token_text": token_text,
             # forward + backward arithmetic of the same batches: if the step-time ratio matches this ratio,
             # the whole extra time is the backbone's own compute on the longer text, not the pipeline
             "gflop_per_step_agpt": round(flops["descriptions"] / 1e9, 3),
             "gflop_per_step_baseline": round(flops["label"] / 1e9, 3),
             "flop_ratio": round(flops["descriptions"] / flops["label"], 3),
+            # Action-GPT with a compact aggregator (same k), against the same baseline steps
+            "compact": {
+                agg: {
+                    "step_time_s": round(step[agg], 4),
+                    "ratio": round(ratio[agg], 3),
+                    "text_tokens": round(statistics.mean(tokens[agg]), 1),
+                    "data_time_s": round(statistics.median(waits[agg]), 4),
+                    "gflop_per_step": round(flops[agg] / 1e9, 3),
+                    "flop_ratio": round(flops[agg] / flops["label"], 3),
+                }
+                for agg in names[2:]
+            },
         }
     return {
         "preset": a.agpt_preset,
         "steps_per_variant": a.steps - a.warmup,
-        "method": "one process, same batches, variants alternated step by step; median step time",
+        "method": "one process, same batches, variants take turns step by step (rotated order); ratio = "
+        "median over steps of variant / baseline time of the same step",
+        "k": a.k,
         "paper_ratio_range": [1.13, 1.35],
         "target_ratio": 1.02,
         **out,
@@ -386,6 +412,9 @@ def main() -> int:
     p.add_argument("--ckpt-steps", type=int, default=2)
     p.add_argument("--agpt-preset", default="paper")
     p.add_argument("--flop-batches", type=int, default=8, help="agpt: batches whose FLOPs are counted")
+    p.add_argument("--k", type=int, default=4, help="agpt: descriptions per label (0: all the shards hold)")
+    p.add_argument("--aggregators", nargs="*", default=["sentence_mean", "sentences"],
+                   help="agpt: compact aggregators also timed for TEMOS/TEACH")  # fmt: skip
     p.add_argument("--models", nargs="+", default=sorted(MODELS), choices=sorted(MODELS))
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "train.json"))
     a = p.parse_args()
@@ -439,7 +468,12 @@ def main() -> int:
         )
     if "agpt_vs_baseline" in result:
         g = result["agpt_vs_baseline"]
-        parts.append("agpt/baseline " + ", ".join(f"{m} {g[m]['ratio']}x" for m in a.models))
+        parts.append("agpt/baseline " + ", ".join(f"{m} {g[m]['ratio']}x" for m in a.models if m in g))
+        compact = [
+            f"{m} {agg} {v['ratio']}x" for m in a.models if m in g for agg, v in g[m]["compact"].items()
+        ]
+        if compact:
+            parts.append("compact/baseline " + ", ".join(compact))
     print(f"bench_train ({data}): " + " | ".join(parts) + f" -> {out}")
     return 0
 

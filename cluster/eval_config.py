@@ -25,8 +25,10 @@ class EvalConfig:
     split: str = "val"  # val (the original's), zeroshot, or any built split
     # Action-GPT descriptions | the baseline's raw label; None = what the checkpoint was trained with
     text_source: Literal["descriptions", "label"] | None = None
-    k: int | None = None  # descriptions aggregated (the k ablation); None = all the shards hold
-    aggregator: str | None = None  # "original" | "masked_mean"; None = "original" (or the stored aggregate)
+    # descriptions aggregated (the k ablation) and how (actiongpt.text.aggregate.AGGREGATORS); None: as the
+    # checkpoint was trained (a baseline evaluated on descriptions: all the shards hold, "original")
+    k: int | None = None
+    aggregator: str | None = None
     # --- generation
     num_samples: int = 1  # generated motions per text (the original: 1)
     seed: int = 0  # global seed; each sample's seed = hash(seed, key, sample index)
@@ -51,7 +53,7 @@ class EvalConfig:
     dist_timeout_s: float = 600.0
     progress: bool = True
     # --- outputs
-    out_dir: str | None = None  # None: <run dir>/eval/<split>-<text>[-k<k>] (see EvalConfig.output_dir)
+    out_dir: str | None = None  # None: <run dir>/eval/<split>-<text>[-k<k>][-<aggregator>] (output_dir)
     renders: int = 4  # samples rendered (generated vs reference GIF + trajectory plot); 0 = none
     render_fps: float = 15.0
     model_label: str | None = None  # table row labels; default from the checkpoint (model) and text_source
@@ -91,6 +93,7 @@ class EvalConfig:
         else:
             run = ckpt
         name = f"{self.split}-{text_source}" + (f"-k{self.k}" if self.k is not None else "")
+        name += f"-{self.aggregator}" if self.aggregator else ""
         return str(run / "eval" / name)
 
     def method(self, text_source: str | None = None) -> str:

@@ -96,6 +96,19 @@ def _text_source(cfg: EvalConfig, meta: dict[str, Any], source: str, warn: bool 
     return cfg.text_source
 
 
+def _text_choice(cfg: EvalConfig, meta: dict[str, Any], source: str, warn: bool = True) -> Any:
+    """The (unresolved) TextChoice to evaluate with: the configured text, k and aggregator, each defaulting to
+    the one the checkpoint was trained with (a model trained on one token per label must not be handed ~130
+    position-wise tokens because the evaluation config left ``aggregator`` unset)."""
+    from shards.collate import TextChoice
+
+    text_source = _text_source(cfg, meta, source, warn)
+    as_trained = text_source == "descriptions" and meta.get("text_source") == "descriptions"
+    k = cfg.k if cfg.k is not None or not as_trained else meta.get("k")
+    aggregator = cfg.aggregator if cfg.aggregator is not None or not as_trained else meta.get("aggregator")
+    return TextChoice(text_source, None if k is None else int(k), aggregator)
+
+
 def evaluate_in_runtime(cfg: EvalConfig, rt: Any) -> EvalResult | None:
     """One evaluation inside an entered ``eval_runtime`` (every rank calls it). Rank 0 returns the result."""
     from cluster.eval_model import load_model, model_generate_fn
@@ -113,7 +126,7 @@ def evaluate_in_runtime(cfg: EvalConfig, rt: Any) -> EvalResult | None:
     model, meta = loaded.model, loaded.meta
     _check_stats(model, mean, std, str(loaded.source))
     _check_mode(model.name, manifest.mode(cfg.split), cfg)
-    text_source = _text_source(cfg, meta, str(loaded.source))
+    choice = _text_choice(cfg, meta, str(loaded.source))
     loader_cfg = LoaderConfig(
         root=cfg.shards_dir,
         split=cfg.split,
@@ -123,9 +136,9 @@ def evaluate_in_runtime(cfg: EvalConfig, rt: Any) -> EvalResult | None:
         drop_last=False,
         bucket_batches=cfg.bucket_batches,
         seed=cfg.seed,
-        text_source=text_source,
-        k=cfg.k,
-        aggregator=cfg.aggregator,
+        text_source=choice.source,
+        k=choice.k,
+        aggregator=choice.aggregator,
     )
     loader = ShardLoader(loader_cfg, rank=rt.rank, world_size=rt.world_size, manifest=manifest)
     import webdataset.tariterators  # noqa: F401  (the reader imports it lazily: keep ~0.3 s out of the timing)
@@ -220,7 +233,6 @@ def _peek_meta(path: Path) -> dict[str, Any]:
 def preflight(cfg: EvalConfig) -> None:
     """The user-input checks, before any process group exists: every rank fails the same way (exit 2 from the
     command line) instead of one rank aborting the job mid-way."""
-    from shards.collate import TextChoice
     from shards.manifest import Manifest
 
     if not cfg.checkpoint:
@@ -233,9 +245,7 @@ def preflight(cfg: EvalConfig) -> None:
         raise cfglib.ConfigError(f"checkpoint: {exc}") from exc
     if meta.get("model"):
         _check_mode(str(meta["model"]), mode, cfg)
-    TextChoice(_text_source(cfg, meta, cfg.checkpoint, warn=False), cfg.k, cfg.aggregator).resolve(
-        manifest.text
-    )
+    _text_choice(cfg, meta, cfg.checkpoint, warn=False).resolve(manifest.text)
 
 
 def keep_freed_memory() -> bool:

@@ -37,7 +37,9 @@ class TrainConfig:
     val_split: str = "val"
     text_source: Literal["descriptions", "label"] = "descriptions"  # Action-GPT | the baseline
     k: int | None = None  # None: all stored descriptions (the paper's k = 4 when built so)
-    aggregator: str | None = None  # None: "original" (or the aggregate the shards store)
+    # None: "original" (or the aggregate the shards store); "sentence_mean"/"sentences": 1 or k text tokens
+    # for TEMOS/TEACH, at the baseline's step time (actiongpt.text.aggregate)
+    aggregator: str | None = None
     num_workers: int = 2
     loader_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # other LoaderConfig fields
     # --- optimisation

@@ -33,7 +33,7 @@ class ShardsConfig:
     # time: the k ablation); "aggregate" stores only their aggregate (smallest; k and aggregator fixed).
     text_store: Literal["individual", "aggregate"] = "individual"
     k: int = 4
-    aggregator: str = "original"  # used by text_store=aggregate; "original" | "masked_mean"
+    aggregator: str = "original"  # used by text_store=aggregate; one of actiongpt.text.aggregate.AGGREGATORS
     motion_dtype: Literal["float16", "float32"] = "float16"
     target_shard_mb: float = 256.0
     # the shard count is a multiple of this (set it to ranks x DataLoader workers, or a multiple of it)

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from actiongpt.text.aggregate import AGGREGATORS, aggregate_padded, aggregate_pooled, aggregate_tokens
+from actiongpt.text.aggregate import (
+    POSITIONWISE,
+    aggregate_padded,
+    aggregate_pooled,
+    aggregate_tokens,
+)
 
 # Two descriptions: A has 3 tokens, B has 1 token (D = 2).
 A = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=np.float16)
@@ -27,14 +32,46 @@ def test_masked_mean_divides_by_the_descriptions_present() -> None:
 
 
 def test_order_of_descriptions_does_not_matter_and_length_is_the_max() -> None:
-    for method in AGGREGATORS:
+    for method in POSITIONWISE:
         np.testing.assert_array_equal(aggregate_tokens([A, B], method), aggregate_tokens([B, A], method))
         assert aggregate_tokens([A, B], method).shape == (3, 2)
 
 
 def test_single_description_is_returned_unchanged() -> None:
-    for method in AGGREGATORS:
+    for method in POSITIONWISE:
         np.testing.assert_array_equal(aggregate_tokens([A], method), A.astype(np.float32))
+
+
+def test_sentence_level_aggregators_use_each_descriptions_mean_token() -> None:
+    # s_A = mean of A's 3 tokens = (3, 4); s_B = (10, 20)
+    sentences = aggregate_tokens([A, B], "sentences")
+    assert sentences.dtype == np.float32
+    np.testing.assert_array_equal(sentences, np.array([[3.0, 4.0], [10.0, 20.0]], dtype=np.float32))
+    np.testing.assert_array_equal(aggregate_tokens([B, A], "sentences"), sentences[::-1])
+    # one token whatever k and the description lengths; order-free
+    np.testing.assert_array_equal(
+        aggregate_tokens([A, B], "sentence_mean"), np.array([[6.5, 12.0]], np.float32)
+    )
+    np.testing.assert_array_equal(
+        aggregate_tokens([B, A], "sentence_mean"), np.array([[6.5, 12.0]], np.float32)
+    )
+    np.testing.assert_array_equal(aggregate_tokens([A], "sentence_mean"), np.array([[3.0, 4.0]], np.float32))
+
+
+def test_sentence_level_padded_ignores_pad_states_and_matches_unpadded() -> None:
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], [[10.0, 20.0], [7.0, 7.0], [9.0, 9.0]]])
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    for method, length in (("sentences", 2), ("sentence_mean", 1)):
+        agg, valid = aggregate_padded(hidden, mask, method)
+        torch.testing.assert_close(agg, torch.from_numpy(aggregate_tokens([A, B], method)))
+        assert valid.shape == (length,) and bool(valid.all())
+    batched, valid = aggregate_padded(torch.randn(5, 4, 7, 3), torch.rand(5, 4, 7) > 0.3, "sentences")
+    assert batched.shape == (5, 4, 3) and valid.shape == (5, 4)
+
+
+def test_sentence_level_rejects_an_empty_description() -> None:
+    with pytest.raises(ValueError, match="without tokens"):
+        aggregate_tokens([A, np.zeros((0, 2), np.float16)], "sentence_mean")
 
 
 def test_pooled_mean_of_k_vectors() -> None:

@@ -588,6 +588,30 @@ def test_text_source_defaults_to_the_checkpoints_and_backbone_must_fit_the_shard
     assert "MotionCLIP generates single actions" in capsys.readouterr().out
 
 
+def test_k_and_aggregator_default_to_the_checkpoints(shards_and_model, tmp_path, capsys, clean_env):
+    """A model trained on one sentence-level token must be evaluated on that text, not on the default
+    position-wise aggregate of every stored description; the config still overrides."""
+    shards, _ = shards_and_model
+    meta = {"text_source": "descriptions", "k": 2, "aggregator": "sentence_mean"}
+    compact = export_tiny_model(shards, tmp_path / "compact.pt", extra_meta=meta)
+    base = [f"checkpoint={compact}", f"shards_dir={shards}", "renders=0", "progress=false"]
+    assert _cli(["eval", "run", *base, f"out_dir={tmp_path / 'a'}"]) == 0
+    assert {k: read_metrics(tmp_path / "a")["meta"][k] for k in meta} == meta
+    assert _cli(["eval", "run", *base, "k=3", "aggregator=original", f"out_dir={tmp_path / 'b'}"]) == 0
+    got = read_metrics(tmp_path / "b")["meta"]
+    assert (got["k"], got["aggregator"]) == (3, "original")
+    # a baseline checkpoint evaluated on descriptions gets the loader's defaults, not its own (absent) k
+    label = export_tiny_model(shards, tmp_path / "l.pt", extra_meta={"text_source": "label", "k": 1})
+    extra = ["text_source=descriptions", f"out_dir={tmp_path / 'c'}"]
+    assert _cli(["eval", "run", f"checkpoint={label}", *base[1:], *extra]) == 0
+    got = read_metrics(tmp_path / "c")["meta"]
+    assert (got["k"], got["aggregator"]) == (4, "original")
+    # without out_dir, an explicit aggregator gets its own folder next to the checkpoint
+    assert _cli(["eval", "run", *base, "aggregator=sentences"]) == 0
+    assert read_metrics(tmp_path / "eval" / "val-descriptions-sentences")["meta"]["aggregator"] == "sentences"
+    capsys.readouterr()
+
+
 def test_smplh_body_option(shards_and_model, tmp_path, clean_env, monkeypatch):
     """body=smplh: joints from an SMPL-H model file (here a synthetic one in the real file format)."""
     import actiongpt.motion.smplh as smplh_mod

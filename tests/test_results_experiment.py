@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from actiongpt.config import ConfigError
+from cluster.export import load_exported
 from launch.demo.context import DemoContext
 from launch.experiment.config import ExperimentConfig, RunSpec, eval_dir, planned_runs, run_dir
 from launch.experiment.report import cell, mean_std, metrics_table
@@ -27,7 +28,9 @@ KEYS = (
 
 
 def test_plan_has_every_run_once_seed_major_with_table1_k_shared_by_the_ablation() -> None:
-    cfg = ExperimentConfig(backbones=["temos", "teach"], seeds=[1, 2], k=4, ablation_ks=[1, 4, 8])
+    cfg = ExperimentConfig(
+        backbones=["temos", "teach"], seeds=[1, 2], k=4, ablation_ks=[1, 4, 8], compact_aggregators=[]
+    )
     names = [r.name for r in planned_runs(cfg)]
     assert names[:4] == [
         "temos-default-s1",
@@ -41,6 +44,22 @@ def test_plan_has_every_run_once_seed_major_with_table1_k_shared_by_the_ablation
     assert "teach-actiongpt-k8-s2" in names and "temos-actiongpt-k1-s1" not in names
 
 
+def test_compact_runs_default_to_the_token_text_backbones_and_come_last() -> None:
+    cfg = ExperimentConfig(backbones=["motionclip", "teach"], seeds=[1, 2], ablation_backbone=None)
+    assert cfg.compact_backbones == ["teach"]  # MotionCLIP's pooled text is averaged by every aggregator
+    names = [r.name for r in planned_runs(cfg)]
+    assert names[-4:] == [
+        "teach-actiongpt-k4-sentence_mean-s1",
+        "teach-actiongpt-k4-sentences-s1",
+        "teach-actiongpt-k4-sentence_mean-s2",
+        "teach-actiongpt-k4-sentences-s2",
+    ]
+    assert len(names) == 8 + 4 and RunSpec("teach", "actiongpt", 1, 4, "sentences").label == (
+        "Action-GPT k=4 sentences"
+    )
+    assert len(planned_runs(ExperimentConfig(backbones=["motionclip"], ablation_backbone=None))) == 6
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -50,6 +69,14 @@ def test_plan_has_every_run_once_seed_major_with_table1_k_shared_by_the_ablation
         ({"backbones": ["temos"], "ablation_backbone": "teach"}, "ablation_backbone"),
         ({"steps": {"teach": 0, "temos": 1, "motionclip": 1}}, "steps.teach"),
         ({"splits": ["dev"]}, "splits"),
+        ({"compact_aggregators": ["original"]}, "compact_aggregators"),
+        ({"compact_aggregators": ["sentences", "sentences"]}, "compact_aggregators"),
+        ({"compact_aggregators": ["mean_pool"]}, "compact_aggregators"),
+        ({"compact_backbones": ["motionclip"]}, "compact_backbones"),
+        (
+            {"backbones": ["teach"], "compact_backbones": ["temos"], "ablation_backbone": None},
+            "compact_backbones",
+        ),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(kwargs: dict, match: str) -> None:
@@ -118,6 +145,7 @@ def test_train_eval_report_end_to_end_and_a_rerun_skips_finished_runs(
         eval_nproc=1,
         jobs=2,
         train_overrides=["batch_size=4"],
+        compact_aggregators=["sentence_mean"],
     )
     ctx = DemoContext(cfg.demo_config())
     specs = planned_runs(cfg)
@@ -128,6 +156,8 @@ def test_train_eval_report_end_to_end_and_a_rerun_skips_finished_runs(
         "teach-actiongpt-k2-s2",
         "teach-actiongpt-k1-s1",
         "teach-actiongpt-k1-s2",
+        "teach-actiongpt-k2-sentence_mean-s1",
+        "teach-actiongpt-k2-sentence_mean-s2",
     ]
     # rank variables left in the environment by an earlier in-process run, pointing at a taken port: the
     # concurrent runs must not inherit them
@@ -148,12 +178,17 @@ def test_train_eval_report_end_to_end_and_a_rerun_skips_finished_runs(
     capsys.readouterr()
     train_all(cfg, ctx)  # everything done: nothing starts
     out = capsys.readouterr().out
-    assert "6 of 6 runs done before; 0 to train" in out and "started" not in out
+    assert "8 of 8 runs done before; 0 to train" in out and "started" not in out
+    # the compact run trained on one text token per action, and its export says so
+    compact = RunSpec("teach", "actiongpt", 1, 2, "sentence_mean")
+    assert load_exported(run_dir(cfg, compact) / "model.pt")[1]["aggregator"] == "sentence_mean"
 
     eval_all(cfg, ctx)
     assert eval_done(cfg, ctx)
     k1 = json.loads((eval_dir(cfg, RunSpec("teach", "actiongpt", 1, 1), "val") / "metrics.json").read_text())
     assert k1["meta"]["k"] == 1 and k1["num_sequences"] == 12
+    c1 = json.loads((eval_dir(cfg, compact, "val") / "metrics.json").read_text())
+    assert (c1["meta"]["k"], c1["meta"]["aggregator"]) == (2, "sentence_mean")
 
     path = write_report(cfg)
     text = path.read_text()
@@ -161,6 +196,8 @@ def test_train_eval_report_end_to_end_and_a_rerun_skips_finished_runs(
     assert "| TEACH | Default | 2 |" in text and "| TEACH | Action-GPT (k=2) | 2 |" in text
     assert "| TEACH | Action-GPT k = 1 | 2 |" in text  # Table 2 analogue
     assert " of 2 |" in text  # paired by seed
+    assert "| TEACH | Action-GPT k=2 sentence_mean | 2 |" in text  # compact aggregators' table
+    assert "- TEACH `sentence_mean`, val: − original aggregation" in text
     assert (Path(cfg.doc).parent / "results_training_curves.png").stat().st_size > 1000
     # the reported mean is the mean of the two seeds' metrics files
     vals = [

@@ -119,6 +119,11 @@ def test_make_embed_fn_aggregates_first_k_descriptions():
     assert tokens[0, :, 0].tolist() == pytest.approx([2.0, 2.0, 2.0, 5 / 3, 1.0])
     tokens, _, _ = fn(["jump"], description=2)
     assert tokens.shape[1] == 5
+    # compact aggregators: one token (the mean of the descriptions' means: 1 and 2), or one per description
+    tokens, mask, _ = fn(["jump", "jump"], aggregator="sentence_mean")
+    assert tokens.shape == (2, 1, 3) and mask.all() and tokens[:, 0, 0].tolist() == [1.5, 1.5]
+    tokens, mask, _ = fn(["jump"], k=3, aggregator="sentences")
+    assert tokens[0, :, 0].tolist() == [1.0, 2.0, 3.0] and mask.all()
     with pytest.raises(PhraseError, match="'jump' has 3 descriptions, k = 4"):
         fn(["jump"], k=4)
 

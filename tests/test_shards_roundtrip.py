@@ -12,7 +12,7 @@ import torch
 from actiongpt.data.dataset import MotionDataset
 from actiongpt.motion.features import feature_stats, rotations_to_features
 from actiongpt.motion.rotations import axis_angle_to_matrix
-from actiongpt.text.aggregate import aggregate_padded
+from actiongpt.text.aggregate import AGGREGATORS, aggregate_padded
 from actiongpt.text.embed_stage import run_embed_stage
 from shards.loader import LoaderConfig, ShardLoader
 from shards.manifest import Manifest
@@ -130,7 +130,7 @@ def test_motion_and_statistics_match_direct_computation(world) -> None:
     assert seen == set(direct)
 
 
-@pytest.mark.parametrize("method", ["original", "masked_mean"])
+@pytest.mark.parametrize("method", AGGREGATORS)
 def test_text_matches_the_encoder_run_directly(world, method: str) -> None:
     cfg = LoaderConfig(
         root=str(world["out"]),

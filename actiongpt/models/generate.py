@@ -11,8 +11,8 @@ aggregate (``diversity="descriptions"``: variant j uses description j, through `
 
 ``embed_fn(phrases, **options) -> TextBatch | (tokens, mask, pooled)`` turns phrases into embeddings
 (phrase -> descriptions -> embedder -> aggregator); options passed only when requested: ``k`` (number of
-descriptions to aggregate), ``aggregator`` (``"original"`` | ``"masked_mean"``), ``description`` (index of
-the single description to use).
+descriptions to aggregate), ``aggregator`` (one of ``actiongpt.text.aggregate.AGGREGATORS``),
+``description`` (index of the single description to use).
 """
 
 from __future__ import annotations

@@ -7,15 +7,17 @@ Stages (each skips work already done from the same inputs, like ``actiongpt demo
 
 1-5. ``data``, ``stats``, ``describe``, ``embed``, ``shards`` - the demo's data stages, with every shipped
      description stored per label (``store_k``) so one shard build serves k = 1, 2, 4, 8;
-6.   ``train``  - Default and Action-GPT runs of every backbone for every seed, and the k ablation runs,
-     ``jobs`` at a time (logs in ``<out>/logs/``); rerunning resumes interrupted runs;
+6.   ``train``  - Default and Action-GPT runs of every backbone for every seed, the k ablation runs and the
+     compact-aggregator runs, ``jobs`` at a time (logs in ``<out>/logs/``); rerunning resumes interrupted
+     runs;
 7.   ``eval``   - APE/AVE of every run on every split (``actiongpt eval compare`` under torchrun);
 8.   ``report`` - ``<out>/results.md`` (and ``--doc``): Table 1 and Table 2 analogues as mean ± std over
-     seeds, per-seed paired differences, training losses and a training-curve picture.
+     seeds, per-seed paired differences, the compact aggregators against the original, training losses
+     and a training-curve picture.
 
 Examples:
     actiongpt results --doc docs/results.md            # what docs/results.md was made with
-    actiongpt results seeds=[1] steps.teach=300 ablation_backbone=null   # a quick look
+    actiongpt results seeds=[1] steps.teach=300 ablation_backbone=null compact_aggregators=[]  # a quick look
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def stages(cfg: ExperimentConfig) -> list[Stage]:
         *[s for s in DEMO_STAGES if s.name in DATA_STAGES],
         Stage(
             "train",
-            f"train {len(planned_runs(cfg))} runs (backbones x Default/Action-GPT x seeds; the k ablation)",
+            f"train {len(planned_runs(cfg))} runs (backbones x Default/Action-GPT x seeds; k ablation; "
+            "compact aggregators)",
             lambda ctx: train_all(cfg, ctx),
             lambda ctx: all(run_done(cfg, ctx, s) for s in planned_runs(cfg)),
         ),

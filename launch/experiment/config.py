@@ -1,7 +1,8 @@
 """``ExperimentConfig`` (defaults in configs/results.yaml) and the list of training runs it implies.
 
 The experiment is the paper's comparison at small scale: Table 1 (Default vs Action-GPT for every backbone,
-several seeds), Table 2 (Action-GPT-TEACH with k = 1, 2, 4, 8) and the zero-shot split. Its data stages
+several seeds), Table 2 (Action-GPT-TEACH with k = 1, 2, 4, 8), the zero-shot split, and (not in the paper)
+the compact text aggregators for TEMOS/TEACH against the original per-position one. Its data stages
 (dataset, description check, embeddings, shards) are the demo's, with every shipped description stored per
 label (``store_k``) so that one shard build serves every k.
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 from actiongpt.config import ConfigError
 from actiongpt.data.synth.config import SynthConfig
+from actiongpt.text.aggregate import AGGREGATORS
 from launch.demo.context import BACKBONES, SHIPPED_DESCRIPTIONS, SPLITS, DemoConfig, DemoEvalConfig
 
 METHOD_TEXT = {"default": "label", "actiongpt": "descriptions"}  # TrainConfig.text_source per method
@@ -28,6 +30,10 @@ class ExperimentConfig:
     k: int = 4  # descriptions per label for Table 1 (the paper's)
     ablation_backbone: str | None = "teach"  # Table 2's backbone; None: no k ablation
     ablation_ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    # Action-GPT (k) with other aggregators than the original's, for the backbones with a token text path
+    # None: every backbone above with a token text path (TEMOS, TEACH); [] or no aggregators: none
+    compact_backbones: list[str] | None = None
+    compact_aggregators: list[str] = field(default_factory=lambda: ["sentence_mean", "sentences"])
     store_k: int = 8  # descriptions embedded and stored per label (>= every k used)
     data: SynthConfig = field(default_factory=SynthConfig)
     descriptions: list[str] = field(default_factory=lambda: [SHIPPED_DESCRIPTIONS])
@@ -57,6 +63,21 @@ class ExperimentConfig:
             raise ConfigError(
                 f"ablation_backbone: {self.ablation_backbone!r} is not among backbones {self.backbones}"
             )
+        if self.compact_backbones is None:
+            self.compact_backbones = [b for b in self.backbones if b != "motionclip"]
+        if self.compact_aggregators and self.compact_backbones:
+            bad_agg = [a for a in self.compact_aggregators if a not in AGGREGATORS or a == "original"]
+            if bad_agg or len(set(self.compact_aggregators)) != len(self.compact_aggregators):
+                raise ConfigError(
+                    f"compact_aggregators: {self.compact_aggregators!r}; give distinct ones from "
+                    f"{[a for a in AGGREGATORS if a != 'original']} (the original is Table 1's run)"
+                )
+            bad_b = [b for b in self.compact_backbones if b not in self.backbones or b == "motionclip"]
+            if bad_b:
+                raise ConfigError(
+                    f"compact_backbones: {bad_b} are not among backbones {self.backbones} or have no token "
+                    "text path (MotionCLIP uses the pooled vector, which every aggregator averages alike)"
+                )
         for b in self.backbones:
             if self.steps.get(b, 0) < 1:
                 raise ConfigError(f"steps.{b}: must be >= 1 (got {self.steps.get(b)})")
@@ -83,22 +104,32 @@ class ExperimentConfig:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run: a backbone, Default or Action-GPT (with k descriptions), one seed."""
+    """One training run: a backbone, Default or Action-GPT (k descriptions, an aggregator), one seed."""
 
     backbone: str
     method: str  # "default" | "actiongpt"
     seed: int
     k: int | None = None  # Action-GPT only
+    aggregator: str | None = None  # Action-GPT only; None = the original per-position mean
 
     @property
     def name(self) -> str:
         k = f"-k{self.k}" if self.method == "actiongpt" else ""
-        return f"{self.backbone}-{self.method}{k}-s{self.seed}"
+        agg = f"-{self.aggregator}" if self.aggregator else ""
+        return f"{self.backbone}-{self.method}{k}{agg}-s{self.seed}"
+
+    @property
+    def label(self) -> str:
+        """Row label: "Default", "Action-GPT k=4", "Action-GPT k=4 sentence_mean"."""
+        if self.method == "default":
+            return "Default"
+        return f"Action-GPT k={self.k}" + (f" {self.aggregator}" if self.aggregator else "")
 
 
 def planned_runs(cfg: ExperimentConfig) -> list[RunSpec]:
     """Every training run, each once: Table 1's runs seed by seed (so that an early stop still leaves
-    complete seeds), then the k ablation's extra runs (its k = ``cfg.k`` row is Table 1's run)."""
+    complete seeds), then the k ablation's extra runs (its k = ``cfg.k`` row is Table 1's run), then the
+    compact aggregators' runs."""
     runs: list[RunSpec] = []
     for seed in cfg.seeds:
         for b in cfg.backbones:
@@ -106,6 +137,9 @@ def planned_runs(cfg: ExperimentConfig) -> list[RunSpec]:
     if cfg.ablation_backbone:
         for seed in cfg.seeds:
             runs += [RunSpec(cfg.ablation_backbone, "actiongpt", seed, k) for k in cfg.ablation_ks]
+    for seed in cfg.seeds:
+        for b in cfg.compact_backbones or []:
+            runs += [RunSpec(b, "actiongpt", seed, cfg.k, a) for a in cfg.compact_aggregators]
     seen: set[str] = set()
     unique = []
     for r in runs:

@@ -22,12 +22,11 @@ def compare_config(cfg: ExperimentConfig, ctx: DemoContext) -> Any:
     rows = []
     for spec in planned_runs(cfg):
         for split in cfg.splits:
-            label = "Default" if spec.method == "default" else f"Action-GPT k={spec.k}"
             rows.append(
                 CompareRow(
                     name=eval_dir(cfg, spec, split).name,
                     group=f"{_NAMES[spec.backbone]} ({split})",
-                    label=f"{label} seed {spec.seed}",
+                    label=f"{spec.label} seed {spec.seed}",
                     overrides={
                         "checkpoint": str(model_file(cfg, spec)),
                         "shards_dir": str(ctx.shards_dir(LAYOUT[spec.backbone])),
@@ -36,6 +35,7 @@ def compare_config(cfg: ExperimentConfig, ctx: DemoContext) -> Any:
                         # generation noise differs between seeds as the training does
                         "seed": spec.seed,
                         **({"k": spec.k} if spec.k is not None else {}),
+                        **({"aggregator": spec.aggregator} if spec.aggregator else {}),
                     },
                 )
             )

@@ -1,8 +1,9 @@
 """``results.md`` of the experiment: Table 1 and Table 2 analogues as mean ± std over seeds, per-seed paired
-differences, training losses and times, a training-curve picture, the setting and its caveats.
+differences, the compact aggregators against the original, training losses, a training-curve picture, the
+setting and its caveats.
 
-Every number is read from the run folder (``eval/*/metrics.json``, ``runs/*/metrics.jsonl``,
-``train_seconds.json``), so the report can be rebuilt at any time with ``actiongpt results --until report``.
+Every number is read from the run folder (``eval/*/metrics.json``, ``runs/*/metrics.jsonl``), so the report
+can be rebuilt at any time with ``actiongpt results --until report``.
 """
 
 from __future__ import annotations
@@ -51,11 +52,18 @@ def read_metrics(cfg: ExperimentConfig, spec: RunSpec, split: str) -> dict[str, 
     return json.loads(path.read_text())["metrics"]
 
 
-def _group(cfg: ExperimentConfig, backbone: str, method: str, k: int | None, split: str) -> list[dict]:
+def _group(
+    cfg: ExperimentConfig,
+    backbone: str,
+    method: str,
+    k: int | None,
+    split: str,
+    aggregator: str | None = None,
+) -> list[dict]:
     """The metrics of one configuration over the seeds that have them."""
     out = []
     for seed in cfg.seeds:
-        m = read_metrics(cfg, RunSpec(backbone, method, seed, k), split)
+        m = read_metrics(cfg, RunSpec(backbone, method, seed, k, aggregator), split)
         if m is not None:
             out.append(m)
     return out
@@ -136,8 +144,9 @@ def paired_lines(cfg: ExperimentConfig, split: str) -> list[str]:
     return lines
 
 
-def paired_verdict(diffs: Sequence[float]) -> str:
-    """A two-sided paired t-test of Action-GPT - Default over seeds (5 % level), with the sign count."""
+def paired_verdict(diffs: Sequence[float], name: str = "Action-GPT") -> str:
+    """A two-sided paired t-test of ``name`` minus its reference over seeds (5 % level), with the sign
+    count."""
     from scipy import stats
 
     n = len(diffs)
@@ -149,8 +158,19 @@ def paired_verdict(diffs: Sequence[float]) -> str:
         return "identical in every seed" if m == 0.0 else ("lower" if m < 0 else "higher") + " in every seed"
     t = m / (sd / math.sqrt(n))
     p = 2.0 * float(stats.t.sf(abs(t), n - 1))
-    head = "not significant at 5 %" if p >= 0.05 else f"Action-GPT {'lower' if t < 0 else 'higher'}, p < 0.05"
-    return f"{head} (paired t = {t:+.2f}, p = {p:.2f}, n = {n}; Action-GPT lower in {lower} of {n} seeds)"
+    head = "not significant at 5 %" if p >= 0.05 else f"{name} {'lower' if t < 0 else 'higher'}, p < 0.05"
+    return f"{head} (paired t = {t:+.2f}, p = {p:.2f}, n = {n}; {name} lower in {lower} of {n} seeds)"
+
+
+def _paired_diffs(cfg: ExperimentConfig, a: RunSpec, b: RunSpec, split: str, key: str) -> list[float]:
+    """a - b of one metric, seed by seed (the specs' own seeds are replaced by each of ``cfg.seeds``)."""
+    out = []
+    for seed in cfg.seeds:
+        ma = read_metrics(cfg, RunSpec(a.backbone, a.method, seed, a.k, a.aggregator), split)
+        mb = read_metrics(cfg, RunSpec(b.backbone, b.method, seed, b.k, b.aggregator), split)
+        if ma is not None and mb is not None:
+            out.append(ma[key] - mb[key])
+    return out
 
 
 def findings(cfg: ExperimentConfig) -> list[str]:
@@ -185,41 +205,87 @@ def findings(cfg: ExperimentConfig) -> list[str]:
                     f"- {MODEL_NAMES[b]} k ablation, {split}: lowest APE mean global at k = {best}; the "
                     f"means span {spread:.4f} m against a seed std of up to {noise:.4f} m."
                 )
+    return lines + compact_findings(cfg)
+
+
+def compact_findings(cfg: ExperimentConfig) -> list[str]:
+    """Each compact aggregator against the original aggregation (same k, same seed) on APE mean global."""
+    lines = []
+    for split in cfg.splits:
+        for b in cfg.compact_backbones or []:
+            original = RunSpec(b, "actiongpt", 0, cfg.k)
+            for agg in cfg.compact_aggregators:
+                compact = RunSpec(b, "actiongpt", 0, cfg.k, agg)
+                diffs = _paired_diffs(cfg, compact, original, split, "APE_mean_joints")
+                vs_default = _paired_diffs(cfg, compact, RunSpec(b, "default", 0), split, "APE_mean_joints")
+                if diffs:
+                    lines.append(
+                        f"- {MODEL_NAMES[b]} `{agg}`, {split}: − original aggregation "
+                        f"{statistics.fmean(diffs):+.4f} m, {paired_verdict(diffs, agg)}"
+                        + (f"; − Default {statistics.fmean(vs_default):+.4f} m." if vs_default else ".")
+                    )
     return lines
+
+
+def compact_table(cfg: ExperimentConfig, split: str) -> str:
+    rows = []
+    for b in cfg.compact_backbones or []:
+        rows.append((MODEL_NAMES[b], "Default", _group(cfg, b, "default", None, split), False))
+        for agg in [None, *cfg.compact_aggregators]:
+            spec = RunSpec(b, "actiongpt", 0, cfg.k, agg)
+            label = spec.label + ("" if agg else " original")
+            rows.append((MODEL_NAMES[b], label, _group(cfg, b, "actiongpt", cfg.k, split, agg), False))
+    return metrics_table(rows, ("model", "text"))
+
+
+COMPACT_INTRO = (
+    "Not in the paper. The original aggregation averages the k descriptions' token states position by "
+    "position, so TEMOS's and TEACH's own text transformer attends over ~130 tokens instead of the "
+    "label's ~5; with precomputed embeddings that is the whole of Action-GPT's extra training cost for them "
+    "(`python bench/bench_train.py --parts agpt`). The compact aggregators keep the paper's "
+    "`v_aggr = mean(v_i)` but with sentence-level `v_i` (each description's mean token state): "
+    "`sentence_mean` is one token, `sentences` is k tokens (one per description). Same k, seeds and steps "
+    "as Table 1."
+)
 
 
 def training_lines(cfg: ExperimentConfig) -> list[str]:
-    times = json.loads(times_file(cfg).read_text()) if times_file(cfg).is_file() else {}
     lines = [
-        "| run | steps | training loss, first → last tenth (mean ± std over seeds) | wall s per run |",
-        "|---|---|---|---|",
+        "| run | steps | training loss, first → last tenth (mean ± std over seeds) |",
+        "|---|---|---|",
     ]
-    configs: dict[tuple[str, str, int | None], list[RunSpec]] = {}
+    configs: dict[tuple[str, str, int | None, str | None], list[RunSpec]] = {}
     for spec in planned_runs(cfg):
-        configs.setdefault((spec.backbone, spec.method, spec.k), []).append(spec)
-    for (b, method, k), specs in configs.items():
+        configs.setdefault((spec.backbone, spec.method, spec.k, spec.aggregator), []).append(spec)
+    for specs in configs.values():
         sums = [loss_summary(run_dir(cfg, s)) for s in specs]
         sums = [s for s in sums if not math.isnan(s["last"])]
-        secs = [times[s.name]["seconds"] for s in specs if s.name in times]
-        label = "Default" if method == "default" else f"Action-GPT k = {k}"
         loss = "n/a"
         if sums:
             loss = f"{cell([s['first'] for s in sums], 4)} → {cell([s['last'] for s in sums], 4)}"
-        wall = f"{statistics.fmean(secs):.0f}" if secs else "n/a"
-        lines.append(f"| {MODEL_NAMES[b]} {label} | {cfg.steps[b]} | {loss} | {wall} |")
+        b = specs[0].backbone
+        lines.append(f"| {MODEL_NAMES[b]} {specs[0].label} | {cfg.steps[b]} | {loss} |")
     return lines
 
 
-def _loss_curve(path: Path, window: int) -> tuple[list[int], list[float]]:
-    losses: dict[int, float] = {}
+def _records(path: Path) -> list[dict[str, Any]]:
+    """The training records of a run's metrics.jsonl (unreadable lines skipped)."""
+    out = []
     if path.is_file():
         for line in path.read_text().splitlines():
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if rec.get("kind") == "train" and isinstance(rec.get("loss"), (int, float)):
-                losses[int(rec["step"])] = float(rec["loss"])
+            if rec.get("kind") == "train":
+                out.append(rec)
+    return out
+
+
+def _loss_curve(path: Path, window: int) -> tuple[list[int], list[float]]:
+    losses = {
+        int(r["step"]): float(r["loss"]) for r in _records(path) if isinstance(r.get("loss"), (int, float))
+    }
     steps = sorted(losses)
     xs, ys = [], []
     for i in range(0, len(steps) - window + 1, window):  # block means: readable without hiding the trend
@@ -275,7 +341,7 @@ def setting_text(cfg: ExperimentConfig, stats: dict[str, Any]) -> list[str]:
         f"- Descriptions: the shipped cache `{', '.join(cfg.descriptions)}` ({models}), k = {cfg.k} per "
         f"label for Table 1; {cfg.store_k} stored per label for the k ablation.",
         f"- Text encoder: {cfg.embedder} (frozen), token states aggregated by the original per-position "
-        "mean.",
+        "mean (the compact aggregators: their own section).",
         f"- Models: the tiny presets (`configs/train/<backbone>.yaml` + `configs/train/tiny.yaml`), "
         f"{steps} optimizer steps, {cfg.nproc} rank(s) per run, seeds {cfg.seeds}.",
         "- Evaluation: the original protocol (APE/AVE in metres on MMM-21 joints, one sample per text, "
@@ -340,7 +406,21 @@ def results_markdown(cfg: ExperimentConfig, curves: Path | None) -> str:
                 "",
                 table2(cfg, split),
             ]
-    out += ["", "## Training", "", *training_lines(cfg)]
+    if cfg.compact_backbones and cfg.compact_aggregators:
+        out += ["", "## Compact text aggregators (not in the paper)", "", COMPACT_INTRO]
+        for split in cfg.splits:
+            out += ["", f"{SPLIT_TITLES.get(split, split)}:", "", compact_table(cfg, split)]
+    out += [
+        "",
+        "## Training",
+        "",
+        f"Each run's wall seconds are in `{times_file(cfg)}`; they depend on what else ran on the machine "
+        "(two runs share the 2 cores, and runs added later ran at other times), so they are not compared "
+        "here: `python bench/bench_train.py --parts agpt` times the text variants side by side on the same "
+        "batches.",
+        "",
+        *training_lines(cfg),
+    ]
     if curves is not None:
         out += ["", f"![training loss per seed, Default vs Action-GPT]({curves.name})"]
     out += ["", "## Caveats", "", *CAVEATS, ""]

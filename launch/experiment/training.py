@@ -43,6 +43,7 @@ def train_config(cfg: ExperimentConfig, ctx: DemoContext, spec: RunSpec) -> Any:
         "val_every=0",  # the evaluation stage measures the models
         "progress=false",  # output goes to a log file
         *([f"k={spec.k}"] if spec.k is not None else []),
+        *([f"aggregator={spec.aggregator}"] if spec.aggregator else []),
         *cfg.train_overrides,
     ]
     files = [f"configs/train/{spec.backbone}.yaml", "configs/train/tiny.yaml"]
