@@ -13,7 +13,8 @@ Token states (TEMOS/TEACH path), descriptions i = 1..k with n_i tokens each, G =
 
 Both are position-wise: position p of different descriptions holds different words (a property of the
 method, kept). The backbone's own text transformer then attends over G (~130) tokens instead of the label's
-~5, which costs TEMOS/TEACH a quarter more per training step even with precomputed embeddings.
+~5, which costs TEMOS/TEACH about 30 % more per training step even with precomputed embeddings
+(``bench/bench_train.py --parts agpt``).
 
 Two compact aggregators (not in the paper's code; opt-in, compared with ``original`` by ``actiongpt results``)
 take the paper's ``v_aggr = mean(v_i)`` with a sentence-level ``v_i``: each description's mean token state

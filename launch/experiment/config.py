@@ -30,8 +30,8 @@ class ExperimentConfig:
     k: int = 4  # descriptions per label for Table 1 (the paper's)
     ablation_backbone: str | None = "teach"  # Table 2's backbone; None: no k ablation
     ablation_ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    # Action-GPT (k) with other aggregators than the original's, for the backbones with a token text path
-    # None: every backbone above with a token text path (TEMOS, TEACH); [] or no aggregators: none
+    # Action-GPT (k) with other aggregators than the original's. Backbones None: every one above with a token
+    # text path (TEMOS, TEACH); [] (or no aggregators): no such runs
     compact_backbones: list[str] | None = None
     compact_aggregators: list[str] = field(default_factory=lambda: ["sentence_mean", "sentences"])
     store_k: int = 8  # descriptions embedded and stored per label (>= every k used)
