@@ -268,11 +268,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="LIST",
         help="comma-separated backbones: teach (default), temos, motionclip",
     )
-    p.add_argument("--redo", nargs="+", default=[], metavar="STAGE", help="run these stages even if done")
-    p.add_argument("--until", metavar="STAGE", help="stop after this stage")
-    p.add_argument("--list", action="store_true", help="list the stages and exit")
+    add_stage_args(p, "list the stages and exit")
     add_config_args(p, [DEFAULT_CONFIG])
     p.set_defaults(func=cmd_demo)
+
+
+def add_stage_args(p: argparse.ArgumentParser, list_help: str) -> None:
+    """--redo / --until / --list of a staged command (demo, results)."""
+    p.add_argument("--redo", nargs="+", default=[], metavar="STAGE", help="run these stages even if done")
+    p.add_argument("--until", metavar="STAGE", help="stop after this stage")
+    p.add_argument("--list", action="store_true", help=list_help)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

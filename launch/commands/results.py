@@ -28,7 +28,7 @@ from pathlib import Path
 from actiongpt import config as cfglib
 from launch.cli import UserError
 from launch.commands.demo import STAGES as DEMO_STAGES
-from launch.commands.demo import run_stages
+from launch.commands.demo import add_stage_args, run_stages
 from launch.config_args import add_config_args, resolve
 from launch.demo.context import DemoContext, Stage
 from launch.experiment.config import ExperimentConfig, planned_runs
@@ -76,9 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default=None, help="run folder (default runs/results)")
     p.add_argument("--doc", default=None, help="also write the report here (e.g. docs/results.md)")
-    p.add_argument("--redo", nargs="+", default=[], metavar="STAGE", help="run these stages even if done")
-    p.add_argument("--until", metavar="STAGE", help="stop after this stage")
-    p.add_argument("--list", action="store_true", help="list the stages and the training runs, then exit")
+    add_stage_args(p, "list the stages and the training runs, then exit")
     add_config_args(p, [DEFAULT_CONFIG])
     p.set_defaults(func=cmd_results)
 

@@ -8,6 +8,7 @@ can be rebuilt at any time with ``actiongpt results --until report``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -126,12 +127,7 @@ def paired_lines(cfg: ExperimentConfig, split: str) -> list[str]:
         # a model without root motion is compared on its local pose
         keys = ["APE_mean_pose" if b in ROOTLESS_MODELS else "APE_root", "APE_mean_joints"]
         for key in keys:
-            diffs = []
-            for seed in cfg.seeds:
-                d = read_metrics(cfg, RunSpec(b, "default", seed), split)
-                a = read_metrics(cfg, RunSpec(b, "actiongpt", seed, cfg.k), split)
-                if d is not None and a is not None:
-                    diffs.append(a[key] - d[key])
+            diffs = _vs_default(cfg, b, split, key)
             if not diffs:
                 continue
             name = dict((k, c) for c, k in COLUMNS)[key]
@@ -163,14 +159,20 @@ def paired_verdict(diffs: Sequence[float], name: str = "Action-GPT") -> str:
 
 
 def _paired_diffs(cfg: ExperimentConfig, a: RunSpec, b: RunSpec, split: str, key: str) -> list[float]:
-    """a - b of one metric, seed by seed (the specs' own seeds are replaced by each of ``cfg.seeds``)."""
+    """a - b of one metric for each of ``cfg.seeds`` that both have (the specs' own seed is ignored)."""
     out = []
     for seed in cfg.seeds:
-        ma = read_metrics(cfg, RunSpec(a.backbone, a.method, seed, a.k, a.aggregator), split)
-        mb = read_metrics(cfg, RunSpec(b.backbone, b.method, seed, b.k, b.aggregator), split)
+        ma = read_metrics(cfg, dataclasses.replace(a, seed=seed), split)
+        mb = read_metrics(cfg, dataclasses.replace(b, seed=seed), split)
         if ma is not None and mb is not None:
             out.append(ma[key] - mb[key])
     return out
+
+
+def _vs_default(cfg: ExperimentConfig, backbone: str, split: str, key: str) -> list[float]:
+    """Action-GPT (Table 1's k) minus Default, seed by seed."""
+    agpt, default = RunSpec(backbone, "actiongpt", 0, cfg.k), RunSpec(backbone, "default", 0)
+    return _paired_diffs(cfg, agpt, default, split, key)
 
 
 def findings(cfg: ExperimentConfig) -> list[str]:
@@ -178,12 +180,7 @@ def findings(cfg: ExperimentConfig) -> list[str]:
     lines = []
     for split in cfg.splits:
         for b in cfg.backbones:
-            diffs = []
-            for seed in cfg.seeds:
-                d = read_metrics(cfg, RunSpec(b, "default", seed), split)
-                a = read_metrics(cfg, RunSpec(b, "actiongpt", seed, cfg.k), split)
-                if d is not None and a is not None:
-                    diffs.append(a["APE_mean_joints"] - d["APE_mean_joints"])
+            diffs = _vs_default(cfg, b, split, "APE_mean_joints")
             if diffs:
                 lines.append(
                     f"- {MODEL_NAMES[b]}, {split}: Action-GPT − Default APE mean global "
