@@ -93,9 +93,18 @@ def loader_config(cfg: TrainConfig, split: str, train: bool) -> Any:
 
 
 def build_loaders(cfg: TrainConfig, env: DistEnv, manifest: Any) -> tuple[Any, Any]:
-    """(train loader, validation loader or None when validation is off) for this rank."""
-    from shards.loader import ShardLoader
+    """(train loader, validation loader or None when validation is off) for this rank.
 
+    First the shard files against the manifest (``shard_check``): a bad shard is named before step 1."""
+    from shards.loader import ShardLoader
+    from shards.verify import check_shard_files
+
+    if cfg.shard_check != "off":
+        splits = [
+            cfg.train_split,
+            *([cfg.val_split] if cfg.val_every and cfg.val_split in manifest.splits else []),
+        ]
+        check_shard_files(manifest, splits, digests=cfg.shard_check == "digests")
     train = ShardLoader(
         loader_config(cfg, cfg.train_split, True), rank=env.rank, world_size=env.world_size, manifest=manifest
     )

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 ABORT_KEY = f"actiongpt/abort/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
 # Exit status of a rank that stops because another rank failed (distinct from 1 = own exception).
 EXIT_PEER_FAILED = 3
+# A rank that stops on bad input (a damaged shard) publishes its one line with this prefix; every rank then
+# exits with the bad-input status and that line, not as a crash.
+EXIT_BAD_INPUT = 2
+BAD_INPUT_REASON = "bad input: "
 
 
 @dataclasses.dataclass
@@ -135,6 +139,8 @@ class FailureWatchdog:
                     reason = self._store.get(ABORT_KEY).decode(errors="replace")
                     if self._stop.is_set():
                         return
+                    if BAD_INPUT_REASON in reason:
+                        self._die(reason.split(BAD_INPUT_REASON, 1)[1], EXIT_BAD_INPUT)
                     self._die(f"another rank failed: {reason}")
                 failures = 0
             except Exception as exc:  # store host gone (its rank died) or network error
@@ -144,10 +150,11 @@ class FailureWatchdog:
                 if failures >= 3:
                     self._die(f"rendezvous store unreachable ({exc!r}); a peer has probably died")
 
-    def _die(self, message: str) -> None:
-        print(f"[rank {self.env.rank}] aborting: {message}", file=sys.stderr, flush=True)
+    def _die(self, message: str, code: int = EXIT_PEER_FAILED) -> None:
+        what = "error" if code == EXIT_BAD_INPUT else "aborting"
+        print(f"[rank {self.env.rank}] {what}: {message}", file=sys.stderr, flush=True)
         logging.shutdown()
-        os._exit(EXIT_PEER_FAILED)
+        os._exit(code)
 
     def signal_failure(self, reason: str) -> None:
         """Tell every other rank to stop (best effort: the store may already be gone)."""

@@ -4,6 +4,8 @@
 stopped on every rank before any rank leaves, so the store host exiting first is not mistaken for a
 failure). Leaving it with an exception in a multi-rank job tells the other ranks, prints the traceback and
 exits this process with status 1 at once, so that nothing waits on a collective that can never complete.
+Bad input (a damaged shard, a configuration error) is no crash: one line naming the file, and every rank
+exits 2.
 """
 
 from __future__ import annotations
@@ -17,10 +19,26 @@ import torch.distributed as dist
 
 from cluster import dist_env as dist_env_mod
 from cluster.preemption import PreemptionHandler
-from cluster.process_group import FailureWatchdog, ProcessGroupInfo, abort_process, destroy, init
+from cluster.process_group import (
+    BAD_INPUT_REASON,
+    EXIT_BAD_INPUT,
+    FailureWatchdog,
+    ProcessGroupInfo,
+    abort_process,
+    destroy,
+    init,
+)
 from cluster.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
+
+
+def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    from actiongpt.config import ConfigError
+    from actiongpt.data.errors import DataError
+    from shards.format import ShardError
+
+    return (ShardError, ConfigError, DataError)
 
 
 class Runtime:
@@ -55,6 +73,9 @@ class Runtime:
         if exc is None:
             self.shutdown()
             return False
+        if self.env.world_size > 1 and isinstance(exc, _bad_input_errors()):
+            print(f"[rank {self.env.rank}] error: {exc}", file=sys.stderr, flush=True)
+            abort_process(self.watchdog, f"{BAD_INPUT_REASON}{exc}", code=EXIT_BAD_INPUT)
         if self.env.world_size > 1:
             text = "".join(traceback.format_exception(exc_type, exc, tb))
             print(f"[rank {self.env.rank}] training failed:\n{text}", file=sys.stderr, flush=True)

@@ -42,6 +42,8 @@ class TrainConfig:
     aggregator: str | None = None
     num_workers: int = 2
     loader_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # other LoaderConfig fields
+    # before step 1, the shards against the manifest: sizes and counts (cheap), + sha256 ("digests"), or "off"
+    shard_check: Literal["sizes", "digests", "off"] = "sizes"
     # --- optimisation
     engine: Literal["ddp", "deepspeed"] = "ddp"
     zero_stage: int = 2

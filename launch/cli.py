@@ -11,8 +11,7 @@ import importlib
 import logging
 import sys
 
-from actiongpt.config import ConfigError
-from launch.errors import UserError  # re-exported: commands import it from here
+from launch.errors import UserError, bad_input_errors  # UserError re-exported: commands import it here
 
 __all__ = ["COMMANDS", "UserError", "build_parser", "main", "parse_args"]
 
@@ -55,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         rc = args.func(args)
-    except (ConfigError, UserError, FileNotFoundError) as exc:
+    except bad_input_errors() as exc:
         print(f"actiongpt {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return int(rc or 0)

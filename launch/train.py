@@ -11,9 +11,9 @@ import argparse
 import logging
 import sys
 
-from actiongpt.config import ConfigError
-from launch.cli import UserError, parse_args
+from launch.cli import parse_args
 from launch.commands import train as train_command
+from launch.errors import bad_input_errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, UserError, FileNotFoundError) as exc:
+    except bad_input_errors() as exc:
         print(f"actiongpt train: error: {exc}", file=sys.stderr)
         return 2
 

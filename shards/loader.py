@@ -197,6 +197,19 @@ def _dist_rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+def _one_line_errors(batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """A DataLoader worker's ``ShardError`` comes back carrying the worker's traceback in its message:
+    re-raise it with the original one line (shard and sample)."""
+    try:
+        yield from batches
+    except ShardError as exc:
+        text = str(exc)
+        if "\nOriginal Traceback" not in text:
+            raise
+        last = text.rstrip().splitlines()[-1]
+        raise ShardError(last.split("ShardError: ", 1)[-1]) from None
+
+
 class ShardLoader:
     """Iterate batches of one split for this rank; ``for batch in loader`` runs (the rest of) one epoch.
 
@@ -305,7 +318,7 @@ class ShardLoader:
                 persistent_workers=False,
                 multiprocessing_context=self.cfg.mp_context,
             )
-        for batch in source:
+        for batch in _one_line_errors(source):
             self.position += 1  # counted when handed out: a state saved after this step includes it
             yield batch
 
