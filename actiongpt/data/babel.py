@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -90,6 +91,29 @@ def amass_relpath(feat_p: str) -> str:
     if len(parts) < 2:
         raise ValueError(f"feat_p {feat_p!r} has no folder to drop")
     return str(PurePosixPath(*parts[1:]))
+
+
+def amass_candidates(amass_dir: str | Path, seq: BabelSequence, allow_outside: bool = False) -> list[Path]:
+    """Where the AMASS file of ``seq`` may be: ``feat_p`` without its first folder, then as is, under
+    ``amass_dir``.
+
+    A ``feat_p`` that leaves the AMASS folder (absolute, or ``..`` climbing above it) would read any file
+    the user can read: refused as bad input unless ``allow_outside`` (the user trusts the BABEL file). The
+    check is on the path's text, so symlinks inside the AMASS folder keep working.
+    """
+    rels = [seq.amass_relpath, seq.feat_p]
+    escapes = [
+        r for r in rels if PurePosixPath(r).is_absolute() or posixpath.normpath(r).split("/")[0] == ".."
+    ]
+    if escapes and not allow_outside:
+        raise DataError(
+            seq.source,
+            f"feat_p {seq.feat_p!r} points outside the AMASS folder {amass_dir}; refused (set "
+            "allow_outside_amass=true if you trust this BABEL file)",
+            record=f"seq {seq.seq_id}",
+            reason="outside_amass",
+        )
+    return [Path(amass_dir) / r for r in rels]
 
 
 class _Malformed(Exception):

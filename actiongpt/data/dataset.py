@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .amass import MIN_SECONDS, TARGET_FPS, AmassMotion, load_amass_npz
-from .babel import BabelSequence, load_babel_split, split_path
+from .babel import BabelSequence, amass_candidates, load_babel_split, split_path
 from .errors import DataError, ReadReport, Skipped
 from .extract import MODES, ExtractConfig, Pair, Segment, records_of
 
@@ -38,6 +38,9 @@ class BabelDataConfig:
     target_fps: float = TARGET_FPS
     min_motion_seconds: float = MIN_SECONDS
     cache_size: int = 64  # motions kept in memory; 0 = none
+    allow_outside_amass: bool = (
+        False  # true: a feat_p may leave amass_dir (absolute, ../); only trusted BABEL
+    )
     extract: ExtractConfig = field(default_factory=ExtractConfig)
 
 
@@ -104,6 +107,7 @@ class MotionDataset:
         min_motion_seconds: float = MIN_SECONDS,
         cache_size: int = 64,
         progress: bool = True,
+        allow_outside_amass: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
@@ -115,6 +119,7 @@ class MotionDataset:
         self.split, self.mode, self.cfg = split, mode, extract
         self.target_fps, self.min_motion_seconds = target_fps, min_motion_seconds
         self.cache_size = max(0, int(cache_size))
+        self.allow_outside_amass = allow_outside_amass
         self.report = ReadReport(strict=strict)
         self._cache: OrderedDict[Path, AmassMotion] = OrderedDict()
         self._failed: dict[Path, DataError] = {}
@@ -139,6 +144,7 @@ class MotionDataset:
             min_motion_seconds=cfg.min_motion_seconds,
             cache_size=cfg.cache_size,
             progress=progress,
+            allow_outside_amass=cfg.allow_outside_amass,
         )
 
     # --- index -------------------------------------------------------------------------------------
@@ -153,7 +159,7 @@ class MotionDataset:
 
     def _resolve(self, seq: BabelSequence) -> Path:
         """AMASS file of ``seq``: ``feat_p`` without its first component, else ``feat_p`` as is."""
-        candidates = [self.amass_dir / seq.amass_relpath, self.amass_dir / seq.feat_p]
+        candidates = amass_candidates(self.amass_dir, seq, self.allow_outside_amass)
         for c in candidates:
             if c.is_file():
                 return c

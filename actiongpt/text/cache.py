@@ -3,7 +3,8 @@
 Each writer (process, rank, array task) owns one part file, takes an exclusive lock on it and flushes
 every line as soon as its answer arrives, so a crash loses at most the line being written. Readers
 ignore a torn last line (a kill -9 mid-write); a writer reopening such a file cuts the torn tail off
-before appending, so the line is neither fatal nor duplicated. ``merge_caches`` unions part files and
+before appending, so the line is neither fatal nor duplicated. Any other malformed line is bad input: a
+``CacheError`` naming the file and line (exit 2), the file untouched. ``merge_caches`` unions part files and
 reports conflicts; ``load_descriptions`` gives label -> [description i = 0..K-1].
 """
 
@@ -155,7 +156,11 @@ class DescriptionCache:
             raise CacheError(
                 f"{path} is being written by another process; give each rank or array task its own part"
             ) from exc
-        result = read_records(path)
+        try:
+            result = read_records(path)
+        except CacheError:
+            fh.close()  # a malformed line in the middle: nothing is appended, the file stays as it is
+            raise
         if result.torn_bytes:
             # Cut the torn tail so the next line starts on a fresh line.
             size = path.stat().st_size

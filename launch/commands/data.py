@@ -135,6 +135,7 @@ def dataset_stats(
         path = babel_dir / f"{split}.json"
         report = ReadReport()
         seqs = load_babel_split(path, report)
+        report.loaded = len(seqs)  # the reader counts only what it skips; here "loaded" is its sequences
         labels = set()
         for seq in seqs:
             for ann in (*seq.seq_anns, *(a for a in seq.frame_anns if a is not None)):
