@@ -16,7 +16,7 @@ from launch.errors import UserError, bad_input_errors  # UserError re-exported: 
 __all__ = ["COMMANDS", "UserError", "build_parser", "main", "parse_args"]
 
 # Module names under launch.commands, in the order they appear in --help.
-COMMANDS = ["data", "demo", "results", "describe", "shards", "train", "eval", "sample", "submit"]
+COMMANDS = ["data", "demo", "results", "describe", "shards", "train", "eval", "sample", "submit", "body"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,10 +5,10 @@ the **"Extended SMPL+H model"** used by AMASS unpacks to ``smplh/{male,female,ne
 the "Models & Code" archive has ``SMPLH_{male,female}.pkl``. TEACH / Action-GPT use the **male** model.
 
 Accepted ``model_path``:
-- a file: ``.npz`` (read with ``allow_pickle=False``) or ``.pkl``. A ``.pkl`` is *unpickled* (only load
-  files you trust) and is used only when you pass it explicitly; the original MANO pkl files contain
-  chumpy objects and need the ``chumpy`` package to unpickle (it does not install on the development
-  machines: prefer the npz files);
+- a file: ``.npz`` (read with ``allow_pickle=False``) or ``.pkl``. A ``.pkl`` is read with a restricted
+  unpickler (``actiongpt.motion.body_pickle``: numpy arrays, scipy sparse matrices and the arrays of
+  chumpy objects, no chumpy needed; any other global is refused, so a file cannot run code) and only when
+  you pass it explicitly. ``actiongpt body convert SRC.pkl DST.npz`` converts it once;
 - a folder, searched (case-insensitively) for ``SMPLH_{GENDER}.npz``, ``smplh/SMPLH_{GENDER}.npz``,
   ``{gender}/model.npz`` and ``smplh/{gender}/model.npz`` (AMASS layout).
 
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from actiongpt.motion.body_pickle import load_body_arrays
 from actiongpt.motion.skeleton import END_POINT_PARENTS, JOINT_INDEX, SMPLH_BODY_PARENTS, Skeleton
 
 GENDERS = ("male", "female", "neutral")
@@ -112,8 +113,8 @@ def find_smplh_model(model_path: str | Path, gender: str = "male") -> Path:
     msg = f"no SMPL-H {gender} model found in {path}; tried: {', '.join(tried)}."
     if pkls:
         msg += (
-            f" Found {', '.join(map(str, pkls))}: .pkl files are unpickled (only trusted files; the"
-            " originals need chumpy), so they are used only when passed explicitly as the model path."
+            f" Found {', '.join(map(str, pkls))}: .pkl files are used only when passed explicitly as the"
+            " model path (or convert once: actiongpt body convert SRC.pkl DST.npz)."
         )
     raise BodyModelNotFoundError(f"{msg} {DOWNLOAD_HINT}")
 
@@ -121,8 +122,6 @@ def find_smplh_model(model_path: str | Path, gender: str = "male") -> Path:
 def _to_numpy(value: Any) -> np.ndarray:
     if hasattr(value, "toarray"):  # scipy.sparse (J_regressor in the pkl files)
         return np.asarray(value.toarray())
-    if not isinstance(value, np.ndarray) and hasattr(value, "r"):  # chumpy array
-        return np.asarray(value.r)
     return np.asarray(value)
 
 
@@ -137,10 +136,7 @@ def load_smplh_arrays(
     optional = ("hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr")
     try:
         if path.suffix.lower() == ".pkl":
-            with open(path, "rb") as fh:
-                raw = pickle.load(fh, encoding="latin1")
-            if not isinstance(raw, dict):
-                raise BodyModelError(f"{path}: expected a pickled dict of arrays, got {type(raw).__name__}")
+            raw = load_body_arrays(path)
         else:
             with np.load(path, allow_pickle=False) as npz:  # never unpickles; reads only what we need
                 raw = {k: npz[k] for k in (*keys, *optional) if k in npz.files}
@@ -148,12 +144,6 @@ def load_smplh_arrays(
         if missing:
             raise BodyModelError(f"{path}: not an SMPL-H model file, missing key(s) {missing}")
         data = {k: _to_numpy(raw[k]) for k in (*keys, *optional) if k in raw}
-    except ModuleNotFoundError as exc:
-        raise BodyModelError(
-            f"{path}: unpickling needs the module {exc.name!r} (the original SMPL-H .pkl files hold chumpy "
-            "objects). Install it, or use the npz files of the Extended SMPL+H model. "
-            f"{DOWNLOAD_HINT}"
-        ) from exc
     except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
         if isinstance(exc, BodyModelError):
             raise
