@@ -390,6 +390,40 @@ def part_agpt(a: argparse.Namespace, shards: dict[str, Path], work: Path) -> dic
     }
 
 
+def summary_line(result: dict[str, Any], measured: set[str], models: list[str], data: str, out: Path) -> str:
+    """One line of what this run measured; parts kept in ``out`` from an earlier run are named, not shown
+    (their figures are not this run's)."""
+    parts = []
+    if "scaling" in measured:
+        s = result["scaling"]
+        parts.append(
+            f"scaling {s['1_ranks']['samples_per_s']}->{s['2_ranks']['samples_per_s']} samples/s "
+            f"(eff {s['scaling_efficiency']}, data wait {s['2_ranks']['data_wait_pct']}%)"
+        )
+    if "checkpoint" in measured:
+        c = result["checkpoint"]
+        parts.append(
+            "ckpt "
+            + ", ".join(
+                f"{e} save {statistics.median(c[e]['save_seconds']):.2f}s "
+                f"load {statistics.median(c[e]['load_seconds']):.2f}s {c[e]['megabytes']} MB"
+                for e in ("ddp", "deepspeed")
+            )
+        )
+    if "agpt_vs_baseline" in measured:
+        g = result["agpt_vs_baseline"]
+        parts.append("agpt/baseline " + ", ".join(f"{m} {g[m]['ratio']}x" for m in models if m in g))
+        compact = [
+            f"{m} {agg} {v['ratio']}x" for m in models if m in g for agg, v in g[m].get("compact", {}).items()
+        ]
+        if compact:
+            parts.append("compact/baseline " + ", ".join(compact))
+    kept = [k for k in ("scaling", "checkpoint", "agpt_vs_baseline") if k in result and k not in measured]
+    if kept:
+        parts.append(f"not measured now, kept from an earlier run: {', '.join(kept)}")
+    return f"bench_train ({data}): " + " | ".join(parts) + f" -> {out}"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
@@ -449,32 +483,8 @@ def main() -> int:
                 result["wall_seconds"] = round(time.time() - t0, 1)
                 out.write_text(json.dumps(result, indent=2) + "\n")  # partial results survive a later failure
 
-    parts = []
-    if "scaling" in result:
-        s = result["scaling"]
-        parts.append(
-            f"scaling {s['1_ranks']['samples_per_s']}->{s['2_ranks']['samples_per_s']} samples/s "
-            f"(eff {s['scaling_efficiency']}, data wait {s['2_ranks']['data_wait_pct']}%)"
-        )
-    if "checkpoint" in result:
-        c = result["checkpoint"]
-        parts.append(
-            "ckpt "
-            + ", ".join(
-                f"{e} save {statistics.median(c[e]['save_seconds']):.2f}s "
-                f"load {statistics.median(c[e]['load_seconds']):.2f}s {c[e]['megabytes']} MB"
-                for e in ("ddp", "deepspeed")
-            )
-        )
-    if "agpt_vs_baseline" in result:
-        g = result["agpt_vs_baseline"]
-        parts.append("agpt/baseline " + ", ".join(f"{m} {g[m]['ratio']}x" for m in a.models if m in g))
-        compact = [
-            f"{m} {agg} {v['ratio']}x" for m in a.models if m in g for agg, v in g[m]["compact"].items()
-        ]
-        if compact:
-            parts.append("compact/baseline " + ", ".join(compact))
-    print(f"bench_train ({data}): " + " | ".join(parts) + f" -> {out}")
+    measured = {key for part, key, _ in plan if part in a.parts}
+    print(summary_line(result, measured, a.models, data, out))
     return 0
 
 
