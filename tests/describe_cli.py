@@ -7,9 +7,8 @@ import argparse
 import logging
 import sys
 
-from actiongpt.config import ConfigError
-from launch.cli import UserError
 from launch.commands import describe
+from launch.errors import bad_input_errors
 
 
 def cli(argv: list[str]) -> int:
@@ -19,7 +18,7 @@ def cli(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, UserError, FileNotFoundError) as exc:
+    except bad_input_errors() as exc:
         print(f"actiongpt {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -109,15 +109,14 @@ def run_cli(argv: list[str]) -> int:
     import argparse
     import sys
 
-    from actiongpt.config import ConfigError
-    from launch.cli import UserError
     from launch.commands import shards as shards_cmd
+    from launch.errors import bad_input_errors
 
     parser = argparse.ArgumentParser(prog="actiongpt")
     shards_cmd.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, UserError, FileNotFoundError) as exc:
+    except bad_input_errors() as exc:
         print(f"actiongpt {args.command}: error: {exc}", file=sys.stderr)
         return 2
