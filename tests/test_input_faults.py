@@ -12,7 +12,7 @@ import pytest
 from actiongpt.data.dataset import BabelDataConfig, MotionDataset
 from actiongpt.data.errors import DataError
 from launch.cli import main
-from launch.commands.data import dataset_stats
+from launch.commands.data import dataset_stats, labelled_clips
 from tests.test_dataset import _make
 
 DESCRIPTIONS = Path(__file__).resolve().parents[1] / "actiongpt/assets/descriptions/embedded_smollm2.jsonl"
@@ -91,6 +91,9 @@ def test_feat_p_outside_the_amass_folder_is_refused_unless_opted_in(tmp_path: Pa
                           allow_outside_amass=True)  # fmt: skip
     trusted = MotionDataset.from_config(cfg, progress=False)
     assert len(trusted) == len(ref) and not trusted.report.problems
+    label = json.loads((babel / "train.json").read_text())["1001"]["frame_ann"]["labels"][0]["proc_label"]
+    with pytest.raises(DataError, match="points outside"):  # data render reads through the same check
+        labelled_clips(babel, amass, [label])
     # an absolute feat_p as well
     data = json.loads((babel / "train.json").read_text())
     data[next(iter(data))]["feat_p"] = str(outside)

@@ -241,7 +241,7 @@ def labelled_clips(
     import torch
 
     from actiongpt.data.amass import load_amass_npz
-    from actiongpt.data.babel import split_path
+    from actiongpt.data.babel import amass_candidates, split_path
     from actiongpt.motion.fk import forward_kinematics
     from actiongpt.motion.rotations import axis_angle_to_matrix
     from actiongpt.motion.skeleton import bundled_skeleton
@@ -264,7 +264,7 @@ def labelled_clips(
         if found is None:
             raise UserError(f"no frame segment labelled {label!r} in {split}.json of {babel_dir}")
         seq, lab = found
-        motion = load_amass_npz(Path(amass_dir) / seq.amass_relpath)
+        motion = load_amass_npz(amass_candidates(amass_dir, seq)[0])  # refuses a feat_p leaving amass_dir
         start, end = int(lab.start_t * motion.fps), min(int(lab.end_t * motion.fps), motion.num_frames)
         rot = axis_angle_to_matrix(torch.as_tensor(motion.poses[start:end]))
         joints = forward_kinematics(rot, torch.as_tensor(motion.trans[start:end]), skel, with_end_points=True)
