@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 import sys
 import tarfile
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from launch.train import main as train_main
 from shards.format import ShardError
 from shards.manifest import Manifest
 from shards.verify import check_shard_files
@@ -69,11 +69,6 @@ def _nan_in_sample(shard: Path, nth: int) -> str:
     return key
 
 
-def _train(shards: Path, run: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "launch.train", *TRAIN, f"shards_dir={shards}", f"run_dir={run}", *extra]
-    return subprocess.run(cmd, cwd=L.REPO, env=L.base_env(), capture_output=True, text=True, timeout=120)
-
-
 def test_verify_finds_a_removed_manifest_entry_and_its_tar(seg_shards: Path, tmp_path: Path, capsys) -> None:
     sh = _copy(seg_shards, tmp_path / "sh")
     data = json.loads((sh / "manifest.json").read_text())
@@ -91,15 +86,15 @@ def test_verify_finds_a_removed_manifest_entry_and_its_tar(seg_shards: Path, tmp
     assert f"shard {data['splits']['train']['shards'][0]['name']}: file missing" in capsys.readouterr().out
 
 
-def test_training_names_a_truncated_shard_before_step_1(seg_shards: Path, tmp_path: Path) -> None:
+def test_training_names_a_truncated_shard_before_step_1(seg_shards: Path, tmp_path: Path, capsys) -> None:
     sh = _copy(seg_shards, tmp_path / "sh")
     bad = Manifest.load(sh).shards("train")[5].name
     (sh / bad).write_bytes((sh / bad).read_bytes()[:-1024])
     before = _snapshot(sh)
-    res = _train(sh, tmp_path / "run", "num_workers=0")
-    assert res.returncode == 2, L.tail(res)
-    assert "Traceback" not in res.stderr and f"shard {bad}: " in res.stderr and "truncated" in res.stderr
-    assert "actiongpt shards verify" in res.stderr
+    assert train_main([*TRAIN, f"shards_dir={sh}", f"run_dir={tmp_path / 'run'}", "num_workers=0"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"shard {bad}: " in err and "truncated" in err
+    assert "actiongpt shards verify" in err
     assert _snapshot(sh) == before
     assert not (tmp_path / "run" / "checkpoints").exists() or not any(
         (tmp_path / "run" / "checkpoints").iterdir()
