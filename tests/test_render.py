@@ -30,7 +30,7 @@ def _standing(frames: int = 20, heading: float = 0.0, walk: float = 0.0, ends: b
         torch.tensor(np.pi / 2), "x"
     )
     trans = torch.zeros(frames, 3)
-    trans[:, 2] = skel.floor_offset()
+    trans[:, 2] = skel.standing_trans_z()
     trans[:, 0] = torch.linspace(0, walk, frames)
     return forward_kinematics(rot, trans, skel, with_end_points=ends).numpy()
 
