@@ -34,6 +34,7 @@ from actiongpt.motion.features import (
     rotations_to_features,
 )
 from actiongpt.motion.fk import forward_kinematics
+from actiongpt.motion.joints_fast import MMM21Joints
 from actiongpt.motion.mmm import joints_mmm21
 from actiongpt.motion.rotations import axis_angle_to_matrix
 from actiongpt.motion.skeleton import (
@@ -210,7 +211,9 @@ def test_embedded_features_and_metrics_do_not_move_with_the_root_convention() ->
         torch.testing.assert_close(a, b, atol=5e-5, rtol=0)
 
     def mmm(features: torch.Tensor, sk: Skeleton) -> torch.Tensor:
-        return joints_mmm21(*features_to_rotations(features), sk)
+        ref = joints_mmm21(*features_to_rotations(features), sk)
+        torch.testing.assert_close(MMM21Joints(sk)(features), ref, atol=1e-5, rtol=0)  # the evaluator's path
+        return ref
 
     metrics = {}
     for key, sk in (("new", new_sk), ("old", old_sk)):

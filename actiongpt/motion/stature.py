@@ -1,7 +1,8 @@
 """The bundled body scaled to the subject of one real AMASS motion, fitted from the motion itself.
 
 AMASS ``trans`` comes from each subject's own SMPL-H body, while the bundled skeleton is a 1.75 m male:
-on a shorter subject its feet go through the floor (5-20 cm on real files), on a taller one they float.
+on a shorter subject its feet go through the floor (5-20 cm below the optical markers on public samples,
+measured before the root convention was fixed), on a taller one they float.
 Without the SMPL-H model files the subject's ``betas`` cannot be turned into a height (that needs the
 model's shape directions), so the height is fitted from the motion instead:
 
