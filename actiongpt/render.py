@@ -68,7 +68,9 @@ class Clip:
 
     ``up``: "z" (AMASS world) or "y" (MMM axes). ``edges``: ((a, b), rgb) pairs; default by joint count
     (22/26 SMPL-H body, 21 MMM). ``frame_labels``: one text per frame drawn under the caption (e.g. the
-    BABEL labels active at that frame).
+    BABEL labels active at that frame). ``on_floor``: lift or lower the whole motion so its lowest point
+    over all frames touches the floor (display only, e.g. a fixed-size body posed on another subject's
+    motion; APE/AVE remove the floor the same way).
     """
 
     joints: np.ndarray
@@ -77,6 +79,7 @@ class Clip:
     up: str = "z"
     edges: tuple | None = None
     frame_labels: Sequence[str] | None = None
+    on_floor: bool = False
 
     def caption_at(self, t: int) -> str:
         """The caption of frame ``t``: the clip's caption, then that frame's label on its own line."""
@@ -90,11 +93,14 @@ class Clip:
         j = np.asarray(self.joints, dtype=np.float64)
         if j.ndim != 3 or j.shape[-1] != 3 or j.shape[0] == 0:
             raise ValueError(f"clip {self.caption!r}: joints must be (T>0, J, 3), got {j.shape}")
-        if self.up == "z":
-            return j
         if self.up == "y":  # MMM (x, y, z) = (y, z, -x) in AMASS -> back to AMASS
-            return np.stack([-j[..., 2], j[..., 0], j[..., 1]], axis=-1)
-        raise ValueError(f"up must be 'z' or 'y', got {self.up!r}")
+            j = np.stack([-j[..., 2], j[..., 0], j[..., 1]], axis=-1)
+        elif self.up != "z":
+            raise ValueError(f"up must be 'z' or 'y', got {self.up!r}")
+        if self.on_floor:
+            j = j.copy()
+            j[..., 2] -= j[..., 2].min()
+        return j
 
     def edge_list(self) -> tuple:
         if self.edges is not None:

@@ -45,8 +45,9 @@ def write_renders(samples: Sequence[RenderSample], out_dir: Path, fps: float = 1
         text = text_of(s.text)
         name = safe_name(s.key)
         clips = [
-            Clip(s.generated, caption=f"generated: {text}", up="y"),  # the renderer wraps or shrinks it
-            Clip(s.reference, caption="reference", up="y"),
+            # the renderer wraps or shrinks long captions; on_floor: a fixed-size body on real data sinks
+            Clip(s.generated, caption=f"generated: {text}", up="y", on_floor=True),
+            Clip(s.reference, caption="reference", up="y", on_floor=True),
         ]
         paths.append(save_gif(clips, out_dir / f"{name}.gif", fps=fps))
         paths.append(

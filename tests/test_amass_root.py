@@ -347,3 +347,11 @@ def test_preview_on_smplh_body_matches_smplx(tmp_path) -> None:
     np.testing.assert_allclose(pv.joints[:, :22], out[:, :22].numpy(), atol=1e-5)
     # the embedded generator's trans is in SMPL-H's convention: smplx puts these soles on the floor
     assert abs(float(out[:, [59, 62], 2].min())) < 2e-3
+
+
+def test_embedded_motions_fit_the_bundled_body_itself() -> None:
+    """The floor fit on motions generated for the bundled body gives the bundled body back (scale 1)."""
+    for s in _embedded():
+        fit = fit_stature(s.rotmats, s.trans)
+        assert fit.frames_used > 0 and abs(fit.scale - 1.0) < 2e-3, fit.describe()
+        assert fit.max_sink_m < 2e-3

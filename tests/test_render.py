@@ -145,3 +145,12 @@ def test_frame_labels_are_drawn_under_the_caption() -> None:
     frames = render_frames([clip], fps=2.0, panel=(200, 240))
     two_lines, one_line = (_text_rows(frames[k].crop((0, 0, 200, 50))) for k in (0, 2))
     assert two_lines.max() > one_line.max() + 8
+
+
+def test_on_floor_lifts_a_sunken_motion_for_display() -> None:
+    sunk = _standing(3)
+    sunk[..., 2] -= 0.12  # a fixed-size body posed on a shorter subject's motion
+    clip = Clip(sunk, "x", on_floor=True)
+    assert abs(clip.world()[..., 2].min()) < 1e-9
+    assert abs(Clip(sunk, "x").world()[..., 2].min() + 0.12) < 1e-6  # off by default
+    assert sunk[..., 2].min() < -0.1  # the caller's array is untouched

@@ -250,18 +250,18 @@ def labelled_clips(
     babel_dir: str | Path, amass_dir: str | Path, labels: list[str], split: str = "train"
 ) -> list:
     """For each label, the first frame segment carrying it as a `render.Clip`, read through the real
-    readers (BABEL json -> AMASS npz at 30 fps -> forward kinematics of the bundled body)."""
+    readers (BABEL json -> AMASS npz at 30 fps -> forward kinematics of the bundled body, scaled to the
+    file's subject by `actiongpt.motion.stature.fit_stature`; about 1.0 on the embedded dataset)."""
     import torch
 
     from actiongpt.data.amass import load_amass_npz
     from actiongpt.data.babel import split_path
     from actiongpt.motion.fk import forward_kinematics
     from actiongpt.motion.rotations import axis_angle_to_matrix
-    from actiongpt.motion.skeleton import bundled_skeleton
+    from actiongpt.motion.stature import fit_stature
     from actiongpt.render import Clip
 
     seqs = load_babel_split(split_path(babel_dir, split))
-    skel = bundled_skeleton()
     clips = []
     for label in labels:
         found = next(
@@ -279,8 +279,10 @@ def labelled_clips(
         seq, lab = found
         motion = load_amass_npz(Path(amass_dir) / seq.amass_relpath)
         start, end = int(lab.start_t * motion.fps), min(int(lab.end_t * motion.fps), motion.num_frames)
-        rot = axis_angle_to_matrix(torch.as_tensor(motion.poses[start:end]))
-        joints = forward_kinematics(rot, torch.as_tensor(motion.trans[start:end]), skel, with_end_points=True)
+        rot = axis_angle_to_matrix(torch.as_tensor(motion.poses))
+        trans = torch.as_tensor(motion.trans)
+        skel = fit_stature(rot, trans).skeleton.to(dtype=rot.dtype)
+        joints = forward_kinematics(rot[start:end], trans[start:end], skel, with_end_points=True)
         clips.append(Clip(joints.numpy(), label, fps=motion.fps))
     return clips
 
