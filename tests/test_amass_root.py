@@ -324,6 +324,14 @@ def test_render_command_previews_one_amass_file(short_subject, tmp_path, capsys)
     assert rc == 2 and "--smplh" in stderr and not bad.exists()
     rc, _, stderr = _cli(capsys, "--amass", str(tmp_path / "missing.npz"), "--out", str(bad))
     assert rc == 2 and "missing.npz" in stderr and not bad.exists()
+    rc, _, stderr = _cli(capsys, "--amass", str(path), "--start", "99", "--out", str(bad))
+    assert rc == 2 and "past the end" in stderr and not bad.exists()
+    # a window of a long file
+    part = tmp_path / "part.gif"
+    rc, stdout, _ = _cli(capsys, "--amass", str(path), "--start", "1", "--seconds", "0.5", "--out", str(part))
+    assert rc == 0 and "drew 1.0-1.5 s" in stdout and "15 frames at 30 fps" in stdout
+    with Image.open(part) as im:
+        assert im.n_frames == 6  # 0.5 s at the default 12 fps
 
 
 def test_preview_on_smplh_body_matches_smplx(tmp_path) -> None:

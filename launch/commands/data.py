@@ -88,6 +88,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--stature", type=float, default=None, help="preview: bundled body height in m (default: fitted)"
     )
+    r.add_argument("--start", type=float, default=0.0, help="preview: first second drawn")
+    r.add_argument(
+        "--seconds",
+        type=float,
+        default=60.0,
+        help="preview: seconds drawn (a GIF holds every frame in memory)",
+    )
     r.add_argument(
         "--labels",
         default=",".join(DEFAULT_RENDER_LABELS),
@@ -304,6 +311,8 @@ def cmd_render_file(args: argparse.Namespace) -> int:
         raise UserError("--body smplh needs --smplh PATH (SMPL-H model folder or file)")
     if args.stature is not None and not 1.0 <= args.stature <= 2.5:
         raise UserError(f"--stature must be a height in metres between 1.0 and 2.5, got {args.stature}")
+    if args.start < 0 or args.seconds <= 0:
+        raise UserError(f"--start must be >= 0 and --seconds > 0, got {args.start} and {args.seconds}")
     try:
         pv = amass_preview(args.amass, args.babel, args.sid, args.body, args.stature, args.smplh)
     except (DataError, BodyModelError, BodyModelNotFoundError) as exc:
@@ -311,11 +320,19 @@ def cmd_render_file(args: argparse.Namespace) -> int:
     caption = (
         Path(args.amass).name if pv.record is None else f"{Path(args.amass).name} (sid {pv.record.babel_sid})"
     )
-    clip = Clip(pv.joints, caption, fps=pv.motion.fps, frame_labels=pv.frame_labels or None)
+    fps, total = pv.motion.fps, pv.motion.num_frames
+    first = int(args.start * fps)
+    last = min(total, first + max(1, round(args.seconds * fps)))
+    if first >= total:
+        raise UserError(f"--start {args.start} s is past the end of {args.amass} ({total / fps:.1f} s)")
+    labels = pv.frame_labels[first:last] or None
+    clip = Clip(pv.joints[first:last], caption, fps=fps, frame_labels=labels)
     save_gif([clip], out, fps=args.fps, panel=(320, 360), scale=110.0, colours=48)
     print(pv.body_note)
+    if (first, last) != (0, total):
+        print(f"drew {first / fps:.1f}-{last / fps:.1f} s of {total / fps:.1f} s (--start, --seconds)")
     size_kb = out.stat().st_size / 1e3
-    print(f"wrote {out} ({size_kb:.0f} kB, {pv.motion.num_frames} frames at {pv.motion.fps:g} fps)")
+    print(f"wrote {out} ({size_kb:.0f} kB, {last - first} frames at {fps:g} fps)")
     return 0
 
 
