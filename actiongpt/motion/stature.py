@@ -75,9 +75,8 @@ def fit_stature(
         raise ValueError(f"quantile must be in [0, 1), got {quantile}")
     rot = torch.as_tensor(rotmats, dtype=torch.float64)
     tz = torch.as_tensor(trans, dtype=torch.float64)[..., 2].reshape(-1).numpy()
-    q = forward_kinematics(
-        rot, torch.zeros(*rot.shape[:-3], 3, dtype=torch.float64), skel.to(dtype=torch.float64), True
-    )
+    zero = torch.zeros(*rot.shape[:-3], 3, dtype=torch.float64)
+    q = forward_kinematics(rot, zero, skel.to(dtype=torch.float64), with_end_points=True)
     low = q[..., 2].min(dim=-1).values.reshape(-1).numpy()
     use = (low < -MIN_REACH_M) & (tz > 0)
     if not use.any():
