@@ -7,7 +7,8 @@ few clips renders in about a second; the trajectory plot uses matplotlib.
 
 Each panel follows its clip's pelvis horizontally while the floor grid and the pelvis path stay fixed
 to the world, so translation stays visible; the floor shadow of every joint shows foot contact. Left
-limbs are blue, right limbs red.
+limbs are blue, right limbs red. Captions (and per-frame labels) wrap at word boundaries to the panel
+width and shrink when they need more than three lines.
 """
 
 from __future__ import annotations
@@ -66,7 +67,10 @@ class Clip:
     """One motion to draw: joints (T, J, 3), a caption and its frame rate.
 
     ``up``: "z" (AMASS world) or "y" (MMM axes). ``edges``: ((a, b), rgb) pairs; default by joint count
-    (22/26 SMPL-H body, 21 MMM).
+    (22/26 SMPL-H body, 21 MMM). ``frame_labels``: one text per frame drawn under the caption (e.g. the
+    BABEL labels active at that frame). ``on_floor``: lift or lower the whole motion so its lowest point
+    over all frames touches the floor (display only, e.g. a fixed-size body posed on another subject's
+    motion; APE/AVE remove the floor the same way).
     """
 
     joints: np.ndarray
@@ -74,17 +78,29 @@ class Clip:
     fps: float = 30.0
     up: str = "z"
     edges: tuple | None = None
+    frame_labels: Sequence[str] | None = None
+    on_floor: bool = False
+
+    def caption_at(self, t: int) -> str:
+        """The caption of frame ``t``: the clip's caption, then that frame's label on its own line."""
+        if not self.frame_labels:
+            return self.caption
+        label = self.frame_labels[min(t, len(self.frame_labels) - 1)]
+        return "\n".join(x for x in (self.caption, label) if x)
 
     def world(self) -> np.ndarray:
         """Joints in z-up world coordinates, float64."""
         j = np.asarray(self.joints, dtype=np.float64)
         if j.ndim != 3 or j.shape[-1] != 3 or j.shape[0] == 0:
             raise ValueError(f"clip {self.caption!r}: joints must be (T>0, J, 3), got {j.shape}")
-        if self.up == "z":
-            return j
         if self.up == "y":  # MMM (x, y, z) = (y, z, -x) in AMASS -> back to AMASS
-            return np.stack([-j[..., 2], j[..., 0], j[..., 1]], axis=-1)
-        raise ValueError(f"up must be 'z' or 'y', got {self.up!r}")
+            j = np.stack([-j[..., 2], j[..., 0], j[..., 1]], axis=-1)
+        elif self.up != "z":
+            raise ValueError(f"up must be 'z' or 'y', got {self.up!r}")
+        if self.on_floor:
+            j = j.copy()
+            j[..., 2] -= j[..., 2].min()
+        return j
 
     def edge_list(self) -> tuple:
         if self.edges is not None:
@@ -128,6 +144,50 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1
         return ImageFont.load_default()
+
+
+def _wrap(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: float) -> list[str]:
+    """Greedy word wrap of each line of ``text`` to ``width`` pixels (a single over-long word stays whole)."""
+    lines: list[str] = []
+    for para in text.split("\n"):
+        line = ""
+        for word in para.split():
+            trial = f"{line} {word}" if line else word
+            if line and font.getlength(trial) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = trial
+        lines.append(line)
+    return lines
+
+
+def fit_caption(
+    text: str, width: float, size: int = 13, max_lines: int = 3, min_size: int = 9
+) -> tuple[ImageFont.ImageFont | ImageFont.FreeTypeFont, list[str]]:
+    """Font and lines for ``text`` in ``width`` pixels: wrapped at word boundaries, the font shrunk until it
+    fits in ``max_lines``; if even ``min_size`` does not, the last line ends in an ellipsis after a whole
+    word."""
+    for sz in range(size, min_size - 1, -1):
+        font = _font(sz)
+        lines = _wrap(text, font, width)
+        if len(lines) <= max_lines and all(font.getlength(x) <= width for x in lines):
+            return font, lines
+    lines = lines[:max_lines]
+    last = lines[-1].split()
+    while last and font.getlength(" ".join(last) + " …") > width:
+        last.pop()
+    lines[-1] = " ".join(last) + " …" if last else "…"
+    return font, lines
+
+
+def _draw_caption(img: Image.Image, text: str, size: int = 13) -> None:
+    font, lines = fit_caption(text, img.width - 10, size)
+    d = ImageDraw.Draw(img)
+    y = 4
+    for line in lines:
+        d.text((6, y), line, fill=(20, 20, 20), font=font)
+        y += int(font.getbbox("Ag")[3]) + 2
 
 
 def _draw_panel(
@@ -189,8 +249,7 @@ def _draw_panel(
         draw.ellipse([p[0] - r, p[1] - r, p[0] + r, p[1] + r], fill=(30, 30, 30))
     img = img.resize(size, Image.LANCZOS)
     if caption:
-        d = ImageDraw.Draw(img)
-        d.text((6, 4), caption, fill=(20, 20, 20), font=_font(13))
+        _draw_caption(img, caption)
     return img
 
 
@@ -229,7 +288,7 @@ def render_frames(
         sheet = Image.new("RGB", (cols * panel[0], rows * panel[1]), (255, 255, 255))
         for i, (clip, (world, edges, cam)) in enumerate(zip(clips, setups)):
             t = min(int(k / fps * clip.fps), world.shape[0] - 1)
-            tile = _draw_panel(world, t, edges, cam, panel, scale, clip.caption, supersample)
+            tile = _draw_panel(world, t, edges, cam, panel, scale, clip.caption_at(t), supersample)
             sheet.paste(tile, ((i % cols) * panel[0], (i // cols) * panel[1]))
         frames.append(sheet)
     return frames

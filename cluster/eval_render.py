@@ -25,8 +25,9 @@ def text_of(text: Any) -> str:
     return "" if text is None else str(text)
 
 
-def _short(text: str, n: int = 38) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
+def _short(text: str, n: int = 60) -> str:
+    """At most ``n`` characters, cut after a whole word."""
+    return text if len(text) <= n else text[: n - 1].rsplit(" ", 1)[0] + " …"
 
 
 def safe_name(key: str) -> str:
@@ -44,8 +45,9 @@ def write_renders(samples: Sequence[RenderSample], out_dir: Path, fps: float = 1
         text = text_of(s.text)
         name = safe_name(s.key)
         clips = [
-            Clip(s.generated, caption=f"generated: {_short(text)}", up="y"),
-            Clip(s.reference, caption="reference", up="y"),
+            # the renderer wraps or shrinks long captions; on_floor: a fixed-size body on real data sinks
+            Clip(s.generated, caption=f"generated: {text}", up="y", on_floor=True),
+            Clip(s.reference, caption="reference", up="y", on_floor=True),
         ]
         paths.append(save_gif(clips, out_dir / f"{name}.gif", fps=fps))
         paths.append(

@@ -23,11 +23,12 @@ def random_pose(*lead: int, scale: float = 0.8, seed: int = 0) -> tuple[torch.Te
 
 
 def standing(n: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rest pose standing upright in AMASS (root Rx(+90 deg)), pelvis at the bundled floor offset."""
+    """Rest pose standing upright in AMASS (root Rx(+90 deg)), soles on the floor (SMPL-H root convention:
+    the pelvis is at trans + rest[0], so trans z is the floor offset less the rest pelvis's forward z)."""
     sk = bundled_skeleton()
     rot = torch.eye(3).repeat(n, 22, 1, 1)
     rot[:, 0] = rotation_about_axis(torch.tensor(math.pi / 2), "x")
-    trans = torch.tensor([0.0, 0.0, sk.floor_offset()]).repeat(n, 1)
+    trans = torch.tensor([0.0, 0.0, sk.standing_trans_z()]).repeat(n, 1)
     return rot, trans
 
 

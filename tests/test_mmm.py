@@ -83,10 +83,10 @@ def test_joints_mmm21_standing_body_y_up_facing_plus_z():
     sk = bundled_skeleton()
     rot = torch.eye(3).repeat(1, 22, 1, 1)
     rot[:, 0] = rotation_about_axis(torch.tensor(math.pi / 2), "x")
-    trans = torch.tensor([[0.3, -0.2, sk.floor_offset()]])
+    trans = torch.tensor([[0.3, -0.2, sk.standing_trans_z()]])
     feats = rotations_to_features(rot[None], trans[None], "original")
     crot, ctrans = features_to_rotations(feats)
-    ctrans[..., 2] = sk.floor_offset()
+    ctrans[..., 2] = sk.standing_trans_z()
     mmm = joints_mmm21(crot, ctrans, sk)[0, 0]
     assert mmm.shape == (21, 3)
     name = {n: i for i, n in enumerate(MMM21_JOINTS)}

@@ -14,6 +14,7 @@ from actiongpt.render import (
     LEFT,
     RIGHT,
     Clip,
+    fit_caption,
     plot_trajectories,
     render_frames,
     render_strip,
@@ -30,7 +31,7 @@ def _standing(frames: int = 20, heading: float = 0.0, walk: float = 0.0, ends: b
         torch.tensor(np.pi / 2), "x"
     )
     trans = torch.zeros(frames, 3)
-    trans[:, 2] = skel.floor_offset()
+    trans[:, 2] = skel.standing_trans_z()
     trans[:, 0] = torch.linspace(0, walk, frames)
     return forward_kinematics(rot, trans, skel, with_end_points=ends).numpy()
 
@@ -112,3 +113,44 @@ def test_plot_trajectories(tmp_path) -> None:
     )
     with Image.open(path) as im:
         assert im.format == "PNG" and im.size[0] > 200
+
+
+def _text_rows(img: Image.Image, right_of: int = 0) -> np.ndarray:
+    """Image rows holding dark caption text (the body is drawn lower down, the grid is light)."""
+    a = np.asarray(img.convert("L"))[:, right_of:]
+    return np.nonzero((a < 90).any(axis=1))[0]
+
+
+def test_long_captions_wrap_at_words_instead_of_being_cut() -> None:
+    text = "generated: punch with left hand -> turn around and walk back to the start"
+    font, lines = fit_caption(text, 210)
+    assert len(lines) > 1 and " ".join(lines) == text  # every word kept, none split
+    assert all(font.getlength(line) <= 210 for line in lines)
+    # drawn: the text spans several lines inside the panel, nothing runs past its right edge
+    frame = render_frames([Clip(_standing(2), text)], fps=1.0, panel=(220, 260))[0]
+    rows = _text_rows(frame.crop((0, 0, 220, 60)))
+    assert rows.max() - rows.min() > 25
+    # far too long for three lines: the font shrinks, then the last line ends after a whole word
+    words = [f"w{i}" for i in range(200)]
+    font, lines = fit_caption(" ".join(words), 200)
+    assert len(lines) == 3 and lines[-1].endswith(" …") and font.size < 13
+    kept = " ".join(lines)[: -len(" …")].split()
+    assert kept == words[: len(kept)]
+
+
+def test_frame_labels_are_drawn_under_the_caption() -> None:
+    clip = Clip(_standing(4), "file.npz", fps=2.0, frame_labels=["walk", "walk", "", "turn around"])
+    assert clip.caption_at(0) == "file.npz\nwalk" and clip.caption_at(2) == "file.npz"
+    assert clip.caption_at(9) == "file.npz\nturn around"  # past the end: the last label
+    frames = render_frames([clip], fps=2.0, panel=(200, 240))
+    two_lines, one_line = (_text_rows(frames[k].crop((0, 0, 200, 50))) for k in (0, 2))
+    assert two_lines.max() > one_line.max() + 8
+
+
+def test_on_floor_lifts_a_sunken_motion_for_display() -> None:
+    sunk = _standing(3)
+    sunk[..., 2] -= 0.12  # a fixed-size body posed on a shorter subject's motion
+    clip = Clip(sunk, "x", on_floor=True)
+    assert abs(clip.world()[..., 2].min()) < 1e-9
+    assert abs(Clip(sunk, "x").world()[..., 2].min() + 0.12) < 1e-6  # off by default
+    assert sunk[..., 2].min() < -0.1  # the caller's array is untouched

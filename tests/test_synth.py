@@ -202,7 +202,8 @@ def test_physics_checks_detect_violations(solved_actions) -> None:
 
 def test_solver_output_follows_amass_conventions() -> None:
     """Standing: root = Rx(+90 deg) about world x (body y-up -> world z-up) composed with the heading;
-    trans = pelvis with z up at the standing height; FK of the written rotations reproduces the joints."""
+    trans = pelvis less the rest pelvis (SMPL-H's root convention) at the standing height; FK of the written
+    rotations reproduces the joints."""
     from actiongpt.data.synth.targets import standing
 
     tg = standing(GEO, 3)
@@ -210,7 +211,7 @@ def test_solver_output_follows_amass_conventions() -> None:
     s = solve(tg, GEO, 30.0)
     expect = rotation_about_axis(torch.tensor(0.7), "z") @ rotation_about_axis(torch.tensor(np.pi / 2), "x")
     assert torch.allclose(s.rotmats[0, 0].double(), expect.double(), atol=1e-5)
-    floor = bundled_skeleton().floor_offset()
+    floor = bundled_skeleton().standing_trans_z()
     assert abs(float(s.trans[0, 2]) - floor) < 0.02  # standing with soft knees: within 2 cm
     rot = axis_angle_to_matrix(torch.as_tensor(s.axis_angle()))
     joints = forward_kinematics(rot.float(), s.trans.float(), bundled_skeleton(), with_end_points=True)

@@ -2,8 +2,13 @@
 
 A ``Skeleton`` holds absolute rest-pose joint positions in the SMPL body frame (y up, the body faces +z,
 its left side is +x), exactly like the ``J`` that SMPL-H regresses from its shaped template. Forward
-kinematics (``fk.py``) places joint 0 at ``rest[0] + trans``, as SMPL-H does, so AMASS ``trans`` values
-mean the same thing for both skeletons.
+kinematics (``fk.py``) follows SMPL-H's root convention: the global orientation turns the body about the
+pelvis joint and the pelvis lands at ``trans + rest[0]``, the rest offset *not* rotated. AMASS ``trans``
+translates SMPL-H's model origin, so the bundled body keeps its pelvis where SMPL-H's male template
+regresses it (``SMPLH_REST_PELVIS``, 24 cm below and 3 cm in front of the origin): real AMASS sequences
+then land where the captured body was, up to the subject's own size (``stature.py`` fits that). Before this
+convention the bundled pelvis sat at the origin, so every joint was off by this constant vector; a constant
+shift leaves APE/AVE (floor removed, trajectory re-integrated) and the normalised features unchanged.
 
 Besides the 22 joints a skeleton carries *end points* rigidly attached to a joint: heels and toe tips.
 The heels are the MMM evaluation layout's ``LMrot``/``RMrot`` (SMPL-H takes them from mesh vertices;
@@ -47,6 +52,9 @@ END_POINT_PARENTS: dict[str, str] = {
 }
 
 STATURE_M = 1.75
+#: SMPL-H's male template pelvis joint (J_regressor @ v_template, mean shape; y up, +z forward, metres),
+#: with its 2 mm lateral component dropped so the bundled body stays mirror-symmetric.
+SMPLH_REST_PELVIS = (0.0, -0.24, 0.028)
 
 
 @dataclass(frozen=True)
@@ -96,9 +104,32 @@ class Skeleton:
         low = torch.cat([self.rest_joints, self.end_points])[:, 1].min()
         return float(self.rest_joints[0, 1] - low)
 
+    def standing_trans_z(self) -> float:
+        """AMASS ``trans`` z of the upright rest pose (root ``Rx(+90 deg)``) with the soles on the floor.
+
+        The pelvis lands at ``trans + rest[0]`` unrotated, so the body-frame z (forward) of the rest
+        pelvis adds to the world height."""
+        return self.floor_offset() - float(self.rest_joints[0, 2])
+
+    def scaled(self, factor: float) -> Skeleton:
+        """The same body ``factor`` times as large, scaled about the model origin (as SMPL-H's shape
+        coefficients grow a body about its template origin, the rest pelvis offset scales too)."""
+        if not factor > 0:
+            raise ValueError(f"scale factor must be positive, got {factor}")
+        return Skeleton(
+            rest_joints=self.rest_joints * factor,
+            end_points=self.end_points * factor,
+            end_point_names=self.end_point_names,
+            end_point_parents=self.end_point_parents,
+            parents=self.parents,
+            joint_names=self.joint_names,
+            name=self.name if factor == 1.0 else f"{self.name}x{factor:.3f}",
+        )
+
 
 def _bundled_rest_joints(h: float = STATURE_M) -> tuple[torch.Tensor, torch.Tensor]:
-    """Absolute rest positions with the floor at y = 0 (shifted below so the pelvis is at the origin)."""
+    """Absolute rest positions, built with the floor at y = 0 and then shifted so the pelvis sits at
+    ``SMPLH_REST_PELVIS``."""
     ankle_y, knee_y, hip_y = 0.039 * h, 0.285 * h, 0.530 * h
     shoulder_y, chin_y = 0.818 * h, 0.870 * h
     hip_dx, shoulder_dx = 0.191 * h / 2, 0.259 * h / 2
@@ -140,8 +171,8 @@ def _bundled_rest_joints(h: float = STATURE_M) -> tuple[torch.Tensor, torch.Tens
     }
     rest = torch.tensor([j[n] for n in SMPLH_BODY_JOINTS], dtype=torch.float32)
     end = torch.tensor([ends[n] for n in END_POINT_PARENTS], dtype=torch.float32)
-    # Put the pelvis at the origin of the body frame (trans then equals the pelvis position).
-    shift = rest[0].clone()
+    # SMPL-H's root convention: the pelvis sits at the template's rest pelvis, not at the model origin.
+    shift = rest[0] - torch.tensor(SMPLH_REST_PELVIS, dtype=torch.float32)
     return rest - shift, end - shift
 
 

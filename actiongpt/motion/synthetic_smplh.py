@@ -7,7 +7,7 @@ the hand PCA arrays unless written in the AMASS style, which lacks them), so loa
 them unchanged.
 
 Unlike random arrays, the geometry is meaningful so tests can check known answers: the regressed rest
-joints are the bundled skeleton's (shifted so the pelvis sits where SMPL-H's does), each joint being the
+joints are the bundled skeleton's (whose pelvis already sits where SMPL-H's does), each joint being the
 exact weighted mean of two vertices; heel/toe landmark vertices sit on the bundled end points and are
 skinned 100 % to the ankle/foot without pose blend shapes, so smplx's mesh heels equal rigid end points.
 """
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from actiongpt.motion.skeleton import SMPLH_BODY_PARENTS, bundled_skeleton
+from actiongpt.motion.skeleton import SMPLH_BODY_PARENTS, SMPLH_REST_PELVIS, bundled_skeleton
 from actiongpt.motion.smplh import ROOT_PARENT_SENTINEL, SMPLH_NUM_JOINTS
 
-# Where SMPL-H's template puts the pelvis joint (approximately; y up, metres).
-SYNTHETIC_PELVIS = (0.002, -0.24, 0.028)
+# Where SMPL-H's template puts the pelvis joint (approximately; y up, metres): the bundled skeleton's.
+SYNTHETIC_PELVIS = SMPLH_REST_PELVIS
 FULL_SIZE_VERTICES = 6890
 
 # Landmark order of smplx's VertexJointSelector (face, feet, then l/r finger tips).
@@ -59,7 +59,7 @@ class SyntheticSMPLH:
 
 def _rest_joints52() -> tuple[np.ndarray, dict[str, np.ndarray]]:
     sk = bundled_skeleton()
-    shift = np.asarray(SYNTHETIC_PELVIS)
+    shift = np.asarray(SYNTHETIC_PELVIS) - sk.rest_joints[0].double().numpy()
     body = sk.rest_joints.double().numpy() + shift
     ends = {n: sk.end_points[i].double().numpy() + shift for i, n in enumerate(sk.end_point_names)}
     hands = []

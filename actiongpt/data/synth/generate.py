@@ -418,9 +418,10 @@ formats so that the real readers, extraction rules and training code run on it u
   joints, zero hands), `trans` (T, 3) metres with z up, `mocap_framerate` (60, 100 or 120 fps), `betas`
   (16,) zeros, `gender` (str, bytes or a 1-element array depending on the subject, as across AMASS).
   Poses and translation are float32. The root orientation follows AMASS: `Rx(+90 deg)` takes the body's
-  y-up frame to the world's z-up frame, composed with the heading about world z; `trans` is the pelvis
-  position (the bundled skeleton's pelvis is its rest-pose origin). Motions are made for the bundled
-  skeleton (`actiongpt.motion.skeleton.bundled_skeleton`); a real SMPL-H body places them slightly off.
+  y-up frame to the world's z-up frame, composed with the heading about world z; `trans` follows SMPL-H's
+  root convention: the pelvis lands at `trans + J_pelvis_rest` (the rest offset not rotated; the bundled
+  skeleton's rest pelvis is SMPL-H's, (0, -0.24, 0.028) m). Motions are made for the bundled skeleton
+  (`actiongpt.motion.skeleton.bundled_skeleton`); a real SMPL-H body's other proportions differ.
 - `babel/{{train,val,test,zeroshot}}.json`: the BABEL release layout (`babel_sid`, `dur`, `url`, `feat_p`,
   `seq_ann`, `frame_ann` with `raw_label`/`proc_label`/`act_cat`/`seg_id`/`start_t`/`end_t`, explicit
   `transition` segments between actions, `frame_ann: null` for some single-action sequences, t-pose

@@ -5,9 +5,10 @@ knee can only flex (never hyperextend or bend sideways); the pelvis is lowered w
 otherwise reach their feet. Arms: the upper arm is aimed from anatomical angles and the elbow is a
 hinge about the rest pose's elbow axis, flexing one way only. Output follows AMASS: the root
 orientation maps the body's y-up frame to the world's z-up frame (``Rx(+90 deg)``, as real AMASS
-standing poses have) composed with the heading about world z, and ``trans`` is the pelvis position
-with z up. A final per-frame vertical shift puts the lowest sole point of every grounded frame on the
-floor (it is sub-millimetre here because the IK already places the feet; it guards the invariant).
+standing poses have) composed with the heading about world z, and ``trans`` follows SMPL-H's root
+convention: the pelvis position (z up) minus the skeleton's rest pelvis, which is not rotated. A
+final per-frame vertical shift puts the lowest sole point of every grounded frame on the floor (it is
+sub-millimetre here because the IK already places the feet; it guards the invariant).
 """
 
 from __future__ import annotations
@@ -218,8 +219,9 @@ def solve_frames(
     # To AMASS axes: world z up.
     rx90 = _RX90.to(DT)
     local[:, 0] = rx90 @ r_pelvis
-    trans = root @ rx90.T
-    joints = forward_kinematics(local, trans, geo.skeleton.to(dtype=DT), with_end_points=True)
+    skel = geo.skeleton.to(dtype=DT)
+    trans = root @ rx90.T - skel.rest_joints[0]  # FK puts the pelvis at trans + rest[0]
+    joints = forward_kinematics(local, trans, skel, with_end_points=True)
     return local, trans, joints
 
 
