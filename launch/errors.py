@@ -37,11 +37,12 @@ BAD_INPUT_TYPES: tuple[str, ...] = (
     "shards.sampler:PlanError",
     "cluster.evaluator:EvalError",
     "cluster.dist_env:DistEnvError",
+    "cluster.export:ExportError",
     "builtins:FileNotFoundError",
 )
 
 
-def bad_input_types() -> tuple[type[BaseException], ...]:
+def bad_input_errors() -> tuple[type[BaseException], ...]:
     """The bad-input exception classes among the modules imported so far."""
     out: list[type[BaseException]] = []
     for entry in BAD_INPUT_TYPES:
@@ -53,7 +54,7 @@ def bad_input_types() -> tuple[type[BaseException], ...]:
 
 
 def is_bad_input(exc: BaseException) -> bool:
-    return isinstance(exc, bad_input_types())
+    return isinstance(exc, bad_input_errors())
 
 
 def report_bad_input(prog: str, exc: BaseException, debug: bool = False) -> int:

@@ -97,6 +97,13 @@ def test_same_arguments_resolve_the_same_on_every_path(
         assert _printed(module_train.main, ["-c", str(saved)], capsys) == given
 
 
+def test_the_sbatch_scripts_train_through_launch_train() -> None:
+    """The scripts resolve nothing themselves: they start ``python -m launch.train`` (tested above)."""
+    for script in ("slurm/lib/common.sh", "slurm/torchrun/train.sh"):
+        text = (REPO / script).read_text()
+        assert "-m launch.train" in text and "TrainConfig" not in text, script
+
+
 def test_unknown_model_is_exit_2_on_every_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from launch import cli
     from launch import train as module_train
