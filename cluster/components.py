@@ -33,8 +33,9 @@ def load_manifest(cfg: TrainConfig) -> Any:
 
     manifest = Manifest.load(Path(cfg.shards_dir))
     mode = manifest.mode(cfg.train_split)
-    want_pairs = backbone(cfg.model).pairs
-    if want_pairs != (mode == "pairs"):
+    spec = backbone(cfg.model)
+    want_pairs = spec.pairs
+    if want_pairs != (mode == "pairs") and not spec.either_layout:
         raise ConfigError(
             f"shards_dir {cfg.shards_dir}: split {cfg.train_split!r} holds {mode!r} samples but model "
             f"{cfg.model!r} trains on {'pairs' if want_pairs else 'single actions (seg/seq)'}"

@@ -41,9 +41,10 @@ class BackboneSpec:
     )
     batch_size: int  # the original per-GPU batch size
     epochs: int  # the original number of epochs
-    losses: type  # the dataclass of loss-term weights (its fields name the terms)
     display_name: str  # in tables, plots and logs
+    losses: type | None = None  # the dataclass of loss-term weights (its fields name the terms)
     rootless: bool = False  # predicts local pose only (no trajectory): root metrics are not reported
+    either_layout: bool = False  # trains on pair or single-action shards alike (``pairs`` is then moot)
 
     def text_dim(self, pooled_dim: int, token_dim: int) -> int:
         """The text width this backbone consumes from shards or an embedder with these widths."""
@@ -66,8 +67,8 @@ BACKBONES: dict[str, BackboneSpec] = {
             pairs=False,
             batch_size=4,  # Action-GPT-TEMOS: 4 GPUs x batch 4
             epochs=1003,
-            losses=TemosLossWeights,
             display_name="TEMOS",
+            losses=TemosLossWeights,
         ),
         BackboneSpec(
             name="teach",
@@ -77,8 +78,8 @@ BACKBONES: dict[str, BackboneSpec] = {
             pairs=True,
             batch_size=4,
             epochs=1003,
-            losses=TeachLossWeights,
             display_name="TEACH",
+            losses=TeachLossWeights,
         ),
         BackboneSpec(
             name="motionclip",
@@ -88,8 +89,8 @@ BACKBONES: dict[str, BackboneSpec] = {
             pairs=False,
             batch_size=20,  # one GPU, batch 20
             epochs=100,
-            losses=MotionClipLossWeights,
             display_name="MotionCLIP",
+            losses=MotionClipLossWeights,
             rootless=True,
         ),
     )
