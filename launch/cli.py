@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -77,6 +78,9 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> i
     setup_logging(args.verbose)
     try:
         rc = args.func(args)
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly, as other CLIs do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:
         if not is_bad_input(exc):
             raise  # a bug: its traceback stays
