@@ -191,7 +191,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shards", help="shards folder (default: build synthetic shards)")
     ap.add_argument("--checkpoint", help="exported model / checkpoint / run dir (default: a random backbone)")
-    ap.add_argument("--model", default="teach", choices=["teach", "temos", "motionclip"])
+    ap.add_argument("--model", default="teach", choices=["teach", "temos", "motionclip"])  # registry names
     ap.add_argument("--preset", default="tiny", choices=["tiny", "paper"])
     ap.add_argument("--split", default="val")
     ap.add_argument("--n", type=int, default=256, help="synthetic validation samples")
@@ -209,9 +209,11 @@ def main() -> int:
         if args.shards:
             shards = Path(args.shards)
         else:
+            from actiongpt.models.registry import backbone
             from tests.dist_helpers.eval_toy import build_eval_shards
 
-            shards = build_eval_shards(tmp / "data", n_val=args.n, n_train=32, pairs=args.model == "teach")
+            pairs = backbone(args.model).pairs
+            shards = build_eval_shards(tmp / "data", n_val=args.n, n_train=32, pairs=pairs)
         if args.checkpoint:
             checkpoint = Path(args.checkpoint)
         else:

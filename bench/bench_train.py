@@ -41,7 +41,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-MODELS = {"temos": "seg", "teach": "pairs", "motionclip": "seg"}
+from actiongpt.models.registry import backbone  # noqa: E402
+
+# the backbones benchmarked, with the shard mode each trains on (from its registry record)
+MODELS = {m: backbone(m).shard_mode for m in ("temos", "teach", "motionclip")}
 CONFIG = {m: f"configs/train/{m}.yaml" for m in MODELS}
 
 
@@ -302,7 +305,7 @@ def part_agpt(a: argparse.Namespace, shards: dict[str, Path], work: Path) -> dic
     torch.set_num_threads(a.threads_per_rank)
     out: dict[str, Any] = {}
     for model in a.models:
-        token_text = model not in components.POOLED_TEXT_MODELS
+        token_text = backbone(model).text == "tokens"
         desc = ["text_source=descriptions", *([f"k={a.k}"] if a.k else [])]
         variants = {"label": ["text_source=label"], "descriptions": desc}
         if token_text:

@@ -14,32 +14,18 @@ import torch
 
 from actiongpt import config as cfglib
 from actiongpt.config import ConfigError
+from actiongpt.models.registry import backbone
 from cluster.dist_env import DistEnv
 from cluster.train_config import TrainConfig
 
-# Which text width each backbone consumes: TEMOS/TEACH read per-token embeddings, MotionCLIP the pooled one.
-POOLED_TEXT_MODELS = {"motionclip"}
-# The shard mode each backbone trains on (TEACH: action pairs with transitions; the others: single actions).
-PAIR_MODELS = {"teach"}
-
 
 def model_config(cfg: TrainConfig) -> Any:
-    """The backbone's config dataclass: preset (paper | tiny | YAML path) <- ``model_overrides``."""
-    from actiongpt.models.registry import config_class
-
-    cls = config_class(cfg.model)
-    if cfg.preset in ("paper", "tiny"):
-        base = cfglib.to_dict(getattr(cls, cfg.preset)())
-    else:
-        path = Path(cfg.preset)
-        if not path.is_file():
-            raise ConfigError(f"preset: {cfg.preset!r} is neither 'paper', 'tiny' nor an existing YAML file")
-        base = cfglib.to_dict(cfglib.load(cls, [path]))
-    return cfglib.from_dict(cls, cfglib.merge(base, cfg.model_overrides), where="model")
+    """The backbone's config dataclass (:meth:`TrainConfig.model_config`)."""
+    return cfg.model_config()
 
 
 def text_dim_for(cfg: TrainConfig, manifest: Any) -> int:
-    return manifest.pooled_dim if cfg.model.lower() in POOLED_TEXT_MODELS else manifest.token_dim
+    return backbone(cfg.model).text_dim(manifest.pooled_dim, manifest.token_dim)
 
 
 def load_manifest(cfg: TrainConfig) -> Any:
@@ -47,8 +33,9 @@ def load_manifest(cfg: TrainConfig) -> Any:
 
     manifest = Manifest.load(Path(cfg.shards_dir))
     mode = manifest.mode(cfg.train_split)
-    want_pairs = cfg.model.lower() in PAIR_MODELS
-    if want_pairs != (mode == "pairs"):
+    spec = backbone(cfg.model)
+    want_pairs = spec.pairs
+    if want_pairs != (mode == "pairs") and not spec.either_layout:
         raise ConfigError(
             f"shards_dir {cfg.shards_dir}: split {cfg.train_split!r} holds {mode!r} samples but model "
             f"{cfg.model!r} trains on {'pairs' if want_pairs else 'single actions (seg/seq)'}"
@@ -66,6 +53,27 @@ def build_model(cfg: TrainConfig, manifest: Any) -> torch.nn.Module:
     return model
 
 
+def shard_loader_config(
+    stage: Any, split: str, text_source: str, k: int | None, aggregator: str | None, **fields: Any
+) -> Any:
+    """The ``LoaderConfig`` of a stage (training or evaluation): the fields every stage config shares
+    (``shards_dir``, ``batch_size``, ``num_workers``, ``seed``), the text choice, then ``fields``."""
+    from shards.loader import LoaderConfig
+
+    data: dict[str, Any] = {
+        "root": stage.shards_dir,
+        "split": split,
+        "batch_size": stage.batch_size,
+        "num_workers": stage.num_workers,
+        "seed": stage.seed,
+        "text_source": text_source,
+        "k": k,
+        "aggregator": aggregator,
+        **fields,
+    }
+    return cfglib.from_dict(LoaderConfig, data, where="loader")
+
+
 def loader_config(cfg: TrainConfig, split: str, train: bool) -> Any:
     from shards.loader import LoaderConfig
 
@@ -76,20 +84,10 @@ def loader_config(cfg: TrainConfig, split: str, train: bool) -> Any:
         raise ConfigError(
             f"loader_overrides: unknown LoaderConfig field(s) {unknown}; valid: {sorted(fields)}"
         )
-    data: dict[str, Any] = {
-        "root": cfg.shards_dir,
-        "split": split,
-        "batch_size": cfg.batch_size,
-        "num_workers": cfg.num_workers,
-        "seed": cfg.seed,
-        "text_source": cfg.text_source,
-        "k": cfg.k,
-        "aggregator": cfg.aggregator,
-        **cfg.loader_overrides,
-    }
+    extra = dict(cfg.loader_overrides)
     if not train:
-        data["shuffle"] = False  # validation sees the same batches every time
-    return cfglib.from_dict(LoaderConfig, data, where="loader")
+        extra["shuffle"] = False  # validation sees the same batches every time
+    return shard_loader_config(cfg, split, cfg.text_source, cfg.k, cfg.aggregator, **extra)
 
 
 def build_loaders(cfg: TrainConfig, env: DistEnv, manifest: Any) -> tuple[Any, Any]:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from actiongpt.config import ConfigError
-from actiongpt.metrics_canon import FLOOR_MODES, HEADING_MODES
 
 
 @dataclasses.dataclass
@@ -60,18 +59,17 @@ class EvalConfig:
     method_label: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("num_samples", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        try:
+            self.scoring()  # the evaluator's own settings check num_samples, floor and heading
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
         for name in ("num_workers", "bucket_batches", "max_batches", "renders"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.k is not None and self.k < 1:
             raise ConfigError(f"k: must be >= 1, got {self.k}")
-        if self.floor not in FLOOR_MODES:
-            raise ConfigError(f"floor: must be one of {list(FLOOR_MODES)}, got {self.floor!r}")
-        if self.heading not in HEADING_MODES:
-            raise ConfigError(f"heading: must be one of {list(HEADING_MODES)}, got {self.heading!r}")
         if self.slerp_window is not None and self.slerp_window < 0:
             raise ConfigError(f"slerp_window: must be >= 0 or null, got {self.slerp_window}")
         if self.body == "smplh" and not self.smplh_path:
@@ -80,6 +78,14 @@ class EvalConfig:
             raise ConfigError(f"dist_timeout_s: must be > 0, got {self.dist_timeout_s}")
         if self.render_fps <= 0:
             raise ConfigError(f"render_fps: must be > 0, got {self.render_fps}")
+
+    def scoring(self) -> Any:
+        """The evaluator's :class:`cluster.evaluator.EvalSettings` of this config."""
+        from cluster.evaluator import EvalSettings
+
+        return EvalSettings(
+            seed=self.seed, num_samples=self.num_samples, floor=self.floor, heading=self.heading
+        )
 
     def output_dir(self, text_source: str) -> str:
         """``out_dir``, else inside the checkpoint's run directory (ARCHITECTURE: runs/<name>/eval/...)."""

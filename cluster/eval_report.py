@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from actiongpt.metrics import MAIN_KEYS
+from actiongpt.models.registry import BACKBONES
 from cluster.evaluator import EvalResult
 
 METRICS_FORMAT = "actiongpt.eval/1"
@@ -37,7 +38,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("AVE mean global", "AVE_mean_joints"),
 )
 ROOT_KEYS = frozenset({"APE_root", "APE_traj", "AVE_root", "AVE_traj"})
-ROOTLESS_MODELS = frozenset({"motionclip"})  # local pose only, no trajectory (paper Table 1)
+ROOTLESS_MODELS = frozenset(n for n, s in BACKBONES.items() if s.rootless)  # local pose only (Table 1)
 assert tuple(k for _, k in COLUMNS) == MAIN_KEYS
 
 

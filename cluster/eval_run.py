@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from actiongpt import config as cfglib
+from actiongpt.models.registry import display_name
 from actiongpt.motion.skeleton import Skeleton, bundled_skeleton
 from cluster.eval_config import CompareConfig, EvalConfig
 from cluster.eval_report import (
@@ -34,11 +35,9 @@ from cluster.eval_report import (
     read_metrics,
     write_outputs,
 )
-from cluster.evaluator import EvalResult, EvalSettings, eval_runtime, evaluate
+from cluster.evaluator import EvalResult, eval_runtime, evaluate
 
 log = logging.getLogger(__name__)
-
-MODEL_NAMES = {"teach": "TEACH", "temos": "TEMOS", "motionclip": "MotionCLIP"}
 
 
 def _device(cfg: EvalConfig, rt: Any) -> torch.device:
@@ -111,8 +110,9 @@ def _text_choice(cfg: EvalConfig, meta: dict[str, Any], source: str, warn: bool 
 
 def evaluate_in_runtime(cfg: EvalConfig, rt: Any) -> EvalResult | None:
     """One evaluation inside an entered ``eval_runtime`` (every rank calls it). Rank 0 returns the result."""
+    from cluster.components import shard_loader_config
     from cluster.eval_model import load_model, model_generate_fn
-    from shards.loader import LoaderConfig, ShardLoader
+    from shards.loader import ShardLoader
     from shards.manifest import Manifest
 
     if not cfg.checkpoint:
@@ -127,19 +127,10 @@ def evaluate_in_runtime(cfg: EvalConfig, rt: Any) -> EvalResult | None:
     _check_stats(model, mean, std, str(loaded.source))
     _check_mode(model.name, manifest.mode(cfg.split), cfg)
     choice = _text_choice(cfg, meta, str(loaded.source))
-    loader_cfg = LoaderConfig(
-        root=cfg.shards_dir,
-        split=cfg.split,
-        batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-        shuffle=False,
-        drop_last=False,
-        bucket_batches=cfg.bucket_batches,
-        seed=cfg.seed,
-        text_source=choice.source,
-        k=choice.k,
-        aggregator=choice.aggregator,
-    )
+    loader_cfg = shard_loader_config(
+        cfg, cfg.split, choice.source, choice.k, choice.aggregator,
+        shuffle=False, drop_last=False, bucket_batches=cfg.bucket_batches,
+    )  # fmt: skip
     loader = ShardLoader(loader_cfg, rank=rt.rank, world_size=rt.world_size, manifest=manifest)
     import webdataset.tariterators  # noqa: F401  (the reader imports it lazily: keep ~0.3 s out of the timing)
 
@@ -150,7 +141,7 @@ def evaluate_in_runtime(cfg: EvalConfig, rt: Any) -> EvalResult | None:
     generate_fn = model_generate_fn(
         model, mean=cfg.mean, fact=cfg.fact, slerp_window=cfg.slerp_window, align=cfg.align, yaw=cfg.yaw
     )
-    settings = EvalSettings(seed=cfg.seed, num_samples=cfg.num_samples, floor=cfg.floor, heading=cfg.heading)
+    settings = cfg.scoring()
     result = evaluate(
         batches,
         generate_fn,
@@ -169,7 +160,7 @@ def evaluate_in_runtime(cfg: EvalConfig, rt: Any) -> EvalResult | None:
     model_name = str(meta.get("model"))
     run_meta = {
         "model": model_name,
-        "model_label": cfg.model_label or MODEL_NAMES.get(model_name, model_name),
+        "model_label": cfg.model_label or display_name(model_name),
         "method": cfg.method(loader.choice.source),
         "checkpoint": str(loaded.source),
         "step": meta.get("step"),

@@ -18,6 +18,7 @@ from types import TracebackType
 import torch.distributed as dist
 
 from cluster import dist_env as dist_env_mod
+from cluster.errors import is_bad_input
 from cluster.preemption import PreemptionHandler
 from cluster.process_group import (
     BAD_INPUT_REASON,
@@ -31,14 +32,6 @@ from cluster.process_group import (
 from cluster.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
-
-
-def _bad_input_errors() -> tuple[type[BaseException], ...]:
-    from actiongpt.config import ConfigError
-    from actiongpt.data.errors import DataError
-    from shards.format import ShardError
-
-    return (ShardError, ConfigError, DataError)
 
 
 class Runtime:
@@ -73,7 +66,7 @@ class Runtime:
         if exc is None:
             self.shutdown()
             return False
-        if self.env.world_size > 1 and isinstance(exc, _bad_input_errors()):
+        if self.env.world_size > 1 and is_bad_input(exc):
             print(f"[rank {self.env.rank}] error: {exc}", file=sys.stderr, flush=True)
             abort_process(self.watchdog, f"{BAD_INPUT_REASON}{exc}", code=EXIT_BAD_INPUT)
         if self.env.world_size > 1:

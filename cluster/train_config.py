@@ -1,23 +1,21 @@
-"""``TrainConfig``: the one config dataclass of the training runtime (defaults = the papers' settings).
+"""``TrainConfig``: the one config dataclass of the training runtime, and :func:`load_train_config`, the one
+way every entry path (``actiongpt train``, ``python -m launch.train`` under torchrun/srun and the sbatch
+scripts, ``actiongpt submit train``, the demo and results runners) turns config files and overrides into it.
 
-Fields left ``None`` take the value the original code used for the chosen backbone (see
-``reference/action-gpt-original.md`` §5.5/§5.6): AdamW lr 7e-5 with 4 samples per GPU for TEMOS and TEACH,
-lr 1e-4 with batch 20 for MotionCLIP; 1003 and 100 epochs.
+Fields left ``None`` take the chosen backbone's values (``actiongpt.models.registry``): ``lr`` from the
+model preset (paper: AdamW 7e-5 for TEMOS and TEACH, 1e-4 for MotionCLIP; tiny: 1e-3), ``batch_size`` and
+``epochs`` from the backbone record (4 per GPU and 1003 epochs for TEMOS/TEACH, 20 and 100 for MotionCLIP).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
+from actiongpt import config as cfglib
 from actiongpt.config import ConfigError
-
-# The original settings per backbone (Action-GPT TEMOS/TEACH: 4 GPUs x batch 4; MotionCLIP: batch 20).
-BACKBONE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "temos": {"lr": 7e-5, "batch_size": 4, "epochs": 1003},
-    "teach": {"lr": 7e-5, "batch_size": 4, "epochs": 1003},
-    "motionclip": {"lr": 1e-4, "batch_size": 20, "epochs": 100},
-}
 
 
 @dataclasses.dataclass
@@ -105,18 +103,44 @@ class TrainConfig:
         if self.num_workers < 0:
             raise ConfigError(f"num_workers: must be >= 0, got {self.num_workers}")
 
+    def model_config(self) -> Any:
+        """The backbone's config dataclass: preset (paper | tiny | YAML path) <- ``model_overrides``."""
+        from actiongpt.models.registry import config_class
+
+        cls = config_class(self.model)
+        if self.preset in ("paper", "tiny"):
+            base = cfglib.to_dict(getattr(cls, self.preset)())
+        else:
+            path = Path(self.preset)
+            if not path.is_file():
+                raise ConfigError(
+                    f"preset: {self.preset!r} is neither 'paper', 'tiny' nor an existing YAML file"
+                )
+            base = cfglib.to_dict(cfglib.load(cls, [path]))
+        return cfglib.from_dict(cls, cfglib.merge(base, self.model_overrides), where="model")
+
     def resolved(self) -> TrainConfig:
-        """A copy with the backbone's original lr / batch size / epochs filled in where left unset."""
-        defaults = BACKBONE_DEFAULTS.get(self.model.lower(), {})
+        """A copy with the backbone's lr (of the model preset) / batch size / epochs filled in where unset.
+
+        A model outside the registry (the tests' toy models) resolves when all three are set.
+        """
         out = dataclasses.replace(self)
-        for name in ("lr", "batch_size", "epochs"):
-            if getattr(out, name) is None:
-                if name not in defaults:
-                    raise ConfigError(
-                        f"{name}: no default for model {self.model!r} "
-                        f"(known: {sorted(BACKBONE_DEFAULTS)}); set it"
-                    )
-                setattr(out, name, defaults[name])
+        unset = [name for name in ("lr", "batch_size", "epochs") if getattr(out, name) is None]
+        if unset:
+            from actiongpt.models.registry import BACKBONES
+
+            spec = BACKBONES.get(self.model.lower())
+            if spec is None:
+                raise ConfigError(
+                    f"{unset[0]}: no default for unknown model {self.model!r}; choose from "
+                    f"{list(BACKBONES)} or set {', '.join(unset)}"
+                )
+            if out.lr is None:
+                out.lr = float(self.model_config().lr)
+            if out.batch_size is None:
+                out.batch_size = spec.batch_size
+            if out.epochs is None:
+                out.epochs = spec.epochs
         assert out.lr is not None and out.batch_size is not None
         if out.lr <= 0:
             raise ConfigError(f"lr: must be > 0, got {out.lr}")
@@ -136,3 +160,21 @@ class TrainConfig:
                 f"{self.batch_size} x {world_size}"
             )
         return self.global_batch_size // per_step
+
+
+def load_train_config(
+    files: Sequence[str | Path], overrides: Sequence[str] = (), *, check_model: bool = True
+) -> TrainConfig:
+    """Config files (applied in order) + ``key=value`` overrides -> the resolved config of a training run.
+
+    The one resolution every entry path uses, so the same arguments train the same run wherever they are
+    given. The model must be a registered backbone and its preset and overrides must build, unless
+    ``check_model`` is off (exporting a checkpoint reads only ``run_dir``).
+    """
+    from actiongpt.models.registry import backbone
+
+    cfg = cfglib.load(TrainConfig, [Path(f) for f in files], list(overrides))
+    if check_model:
+        backbone(cfg.model)  # "unknown model 'gpt9'; choose from [...]"
+        cfg.model_config()  # a bad preset or model override fails here, before any process starts
+    return cfg.resolved()

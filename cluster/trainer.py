@@ -30,7 +30,7 @@ from actiongpt.config import ConfigError
 from cluster import rng_state
 from cluster.checkpoint import CheckpointInfo, CheckpointManager
 from cluster.dist_env import DistEnv
-from cluster.engines.base import Engine, build_engine
+from cluster.engines import Engine, build_engine
 from cluster.loader_protocol import batch_size_of, check_loader
 from cluster.metrics_log import MetricsLogger, summary_line
 from cluster.preemption import requeue_slurm_job

@@ -24,6 +24,10 @@ def add_config_args(parser: argparse.ArgumentParser, default_files: list[str] | 
     parser.set_defaults(_default_config_files=default_files or [])
 
 
+def config_files(args: argparse.Namespace) -> list[str]:
+    """The ``-c`` files given, else the command's default files."""
+    return list(args.config if args.config is not None else args._default_config_files)
+
+
 def resolve(cls: type[T], args: argparse.Namespace) -> T:
-    files = args.config if args.config is not None else args._default_config_files
-    return cfglib.load(cls, [Path(f) for f in files], args.overrides)
+    return cfglib.load(cls, [Path(f) for f in config_files(args)], args.overrides)

@@ -1,21 +1,43 @@
-"""Errors shared by the command-line stages."""
+"""The one error-to-exit-code mapping of every entry point (``actiongpt``, ``python -m launch.train``,
+the submitit tasks); which errors are bad input is ``cluster.errors`` (the runtime ends ranks by it too).
+
+Exit codes: 0 done; 1 partial and retryable (a command returns it, e.g. some descriptions failed), or a
+bug (an unexpected exception keeps its traceback); 2 bad input or configuration: one line naming the
+file, record or key, no traceback (``--debug`` prints it as well; ``-v`` logs it).
+"""
 
 from __future__ import annotations
+
+import logging
+import sys
+import traceback
+
+from cluster.errors import BAD_INPUT_TYPES, bad_input_errors, is_bad_input
+
+__all__ = [
+    "BAD_INPUT_TYPES",
+    "EXIT_BAD_INPUT",
+    "EXIT_OK",
+    "EXIT_RETRY",
+    "UserError",
+    "bad_input_errors",
+    "is_bad_input",
+    "report_bad_input",
+]
+log = logging.getLogger("actiongpt")
+
+EXIT_OK, EXIT_RETRY, EXIT_BAD_INPUT = 0, 1, 2
 
 
 class UserError(Exception):
     """An error caused by the user's input; printed without a traceback (exit code 2)."""
 
 
-def bad_input_errors() -> tuple[type[BaseException], ...]:
-    """The project's typed bad-input errors: each ends a command with its one-line message and exit 2.
-
-    Imported lazily so that a stage pays only for the modules it already uses.
-    """
-    from actiongpt.config import ConfigError
-    from actiongpt.data.errors import DataError
-    from actiongpt.motion.smplh import BodyModelError
-    from actiongpt.text.cache import CacheError
-    from shards.format import ShardError
-
-    return (UserError, ConfigError, DataError, CacheError, ShardError, BodyModelError, FileNotFoundError)
+def report_bad_input(prog: str, exc: BaseException, debug: bool = False) -> int:
+    """Print the one line for a bad-input error (plus its traceback with ``debug``); the exit code 2."""
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    else:
+        log.debug("traceback of the error below", exc_info=exc)
+    print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+    return EXIT_BAD_INPUT

@@ -21,7 +21,6 @@ only resubmits: the newest complete periodic checkpoint is the resume point.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -201,43 +200,39 @@ def _preemption_signal() -> str:
 
 
 def _run_command(module: str, argv: Sequence[str]) -> int:
-    """Run one ``actiongpt`` command in-process with only its own module imported."""
-    import importlib
+    """Run one ``actiongpt`` command in-process with only its own module imported (``launch.cli.run``)."""
+    from launch.cli import build_parser, run
 
-    from actiongpt.config import ConfigError
-    from launch.cli import UserError, parse_args
-
-    parser = argparse.ArgumentParser(prog="actiongpt")
-    sub = parser.add_subparsers(dest="command", required=True)
-    importlib.import_module(f"launch.commands.{module}").register(sub)
-    args = parse_args(parser, list(argv))
-    try:
-        return int(args.func(args) or 0)
-    except (ConfigError, UserError, FileNotFoundError) as exc:
-        print(f"actiongpt {args.command}: error: {exc}", file=sys.stderr, flush=True)
-        return 2
+    return run(build_parser([module]), list(argv))
 
 
 def _logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-        )
+    from launch.cli import setup_logging
+
+    setup_logging()
 
 
 class TrainJob(Checkpointable):
     """``actiongpt train`` as a checkpointable submitit callable (every task runs it)."""
 
     def __call__(self, cfg_files: Sequence[str], overrides: Sequence[str]) -> Any:
-        from actiongpt import config as cfglib
-        from cluster import components
-        from cluster.train_config import TrainConfig
-        from cluster.trainer import train
+        from launch.commands.train import run_training
 
         _logging()
         kind = _executor_kind()
         export_distributed_env()
-        cfg = cfglib.load(TrainConfig, list(cfg_files), list(overrides)).resolved()
+        result = run_training(self.config(cfg_files, overrides, kind))
+        if result.status == "preempted":
+            self._leave_for_requeue(kind, result)
+        return result
+
+    @staticmethod
+    def config(cfg_files: Sequence[str], overrides: Sequence[str], kind: str = "none") -> Any:
+        """The run's config: :func:`load_train_config` as on every path, plus only what the executor
+        changes (who handles the preemption signal, whether to requeue)."""
+        from cluster.train_config import load_train_config
+
+        cfg = load_train_config(cfg_files, overrides)
         if kind in ("slurm", "local"):
             # The trainer takes submitit's timeout/preemption signal on every rank (a collective save);
             # on Slurm its rank 0 requeues the job, locally the exit code below makes submitit rerun it.
@@ -246,16 +241,7 @@ class TrainJob(Checkpointable):
             cfg = dataclasses.replace(cfg, signals=signals, requeue=kind == "slurm")
         elif kind == "debug":
             cfg = dataclasses.replace(cfg, requeue=False)  # runs in this process: nothing to requeue
-        manifest = components.load_manifest(cfg)
-        result = train(
-            cfg,
-            lambda: components.build_model(cfg, manifest),
-            lambda env: components.build_loaders(cfg, env, manifest),
-            extra_meta=components.run_meta(cfg, manifest),
-        )
-        if result.status == "preempted":
-            self._leave_for_requeue(kind, result)
-        return result
+        return cfg
 
     @staticmethod
     def _leave_for_requeue(kind: str, result: Any) -> None:
@@ -445,10 +431,10 @@ def submit_train(
     executor_options: ExecutorOptions | None = None,
 ) -> SubmittedJob:
     """Submit training (every task trains one rank); requeued on preemption/timeout, resumes from run_dir."""
-    from cluster.train_config import TrainConfig
+    from cluster.train_config import load_train_config
 
     files = _abs(cfg_files)
-    run_dir = str(_config(TrainConfig, files, overrides).run_dir)
+    run_dir = str(load_train_config(files, overrides).run_dir)  # fails here, in the client, on bad input
     return _submit_one("train", TrainJob(), files, overrides, run_dir, executor_options or ExecutorOptions())
 
 
@@ -479,7 +465,7 @@ def submit_describe(
 
     On local/debug executors the merge runs in :meth:`DescribeSubmission.result`.
     """
-    from launch.commands.describe import DescribeConfig
+    from actiongpt.text.describe_config import DescribeConfig
 
     if parts < 1:
         raise ValueError(f"parts: must be >= 1, got {parts}")

@@ -3,24 +3,14 @@ would, without importing the other stages' command modules."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
-from launch.commands import describe
-from launch.errors import bad_input_errors
+from launch.cli import build_parser, run
 
 
 def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="actiongpt")
-    sub = parser.add_subparsers(dest="command", required=True)
-    describe.register(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except bad_input_errors() as exc:
-        print(f"actiongpt {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return run(build_parser(["describe"]), argv)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from actiongpt.text.embed_stage import run_embed_stage
-from actiongpt.text.embedders import EmbeddingError, build_embedder
+from actiongpt.text.embedder_registry import build_embedder
+from actiongpt.text.embedders import EmbeddingError
 from actiongpt.text.embedding_store import EmbeddingStore, StoreError
 from tests.dist_helpers.shards_data import HashEmbedder, descriptions
 

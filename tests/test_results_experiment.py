@@ -12,8 +12,8 @@ import pytest
 from actiongpt.config import ConfigError
 from cluster.export import load_exported
 from launch.demo.context import DemoContext
-from launch.experiment.config import ExperimentConfig, RunSpec, eval_dir, planned_runs, run_dir
-from launch.experiment.report import cell, mean_std, metrics_table
+from launch.results.config import ExperimentConfig, RunSpec, eval_dir, planned_runs, run_dir
+from launch.results.report import cell, mean_std, metrics_table
 
 KEYS = (
     "APE_root",
@@ -125,9 +125,9 @@ def toy_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_train_eval_report_end_to_end_and_a_rerun_skips_finished_runs(
     toy_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from launch.experiment.evaluation import eval_all, eval_done
-    from launch.experiment.report import write_report
-    from launch.experiment.training import run_done, train_all
+    from launch.results.evaluation import eval_all, eval_done
+    from launch.results.report import write_report
+    from launch.results.training import run_done, train_all
 
     cfg = ExperimentConfig(
         out=str(tmp_path / "out"),
@@ -210,7 +210,7 @@ def test_train_eval_report_end_to_end_and_a_rerun_skips_finished_runs(
 
 
 def test_paired_verdict_is_a_two_sided_paired_t_test() -> None:
-    from launch.experiment.report import paired_verdict
+    from launch.results.report import paired_verdict
 
     assert paired_verdict([-0.01]) == "one seed: no test"
     # mean -0.02, sd 0.01, n 3: t = -3.46, inside the 5 % critical value 4.303 for 2 degrees of freedom

@@ -248,8 +248,10 @@ def generate(
         raise ValueError(f"{model.name} is deterministic: use mean=True and diversity='descriptions'")
     if not variational and diversity == "latent" and num_samples > 1:
         raise ValueError(f"{model.name} has no latent sampling; use diversity='descriptions' for variants")
-    if sequence is None:
-        sequence = model.name == "teach"
+    if sequence is None:  # a backbone trained on pairs generates them as one sequence (TEACH)
+        from actiongpt.models.registry import BACKBONES
+
+        sequence = model.name in BACKBONES and BACKBONES[model.name].pairs
 
     # Texts: one TextBatch per variant (the aggregate repeated, or description j for variant j).
     if (phrases is None) == (text is None):

@@ -14,7 +14,7 @@ Three implementations share :class:`HFTextEmbedder` (batched, GPU when present, 
 - ``clip``: the CLIP ViT-B/32 text tower, pooled = the projected end-of-text state (``encode_text``),
   512-d, truncated at CLIP's 77-token context like the original MotionCLIP variant.
 
-``build_embedder(kind, model=..., device=...)`` constructs one by name.
+``actiongpt.text.embedder_registry.build_embedder(kind, model=..., device=...)`` constructs one by name.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import torch
 
 log = logging.getLogger(__name__)
 
-EMBEDDER_KINDS = ("minilm", "distilbert", "clip")
 STORAGE_DTYPE = np.float16
 
 
@@ -212,35 +211,3 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over valid tokens, (B, L, D) x (B, L) -> (B, D)."""
     m = mask.to(hidden.dtype).unsqueeze(-1)
     return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
-
-
-def build_embedder(
-    kind: str,
-    model: str | None = None,
-    *,
-    device: str | torch.device | None = "auto",
-    compute_dtype: str = "float32",
-    max_tokens: int | None = None,
-) -> TextEmbedder:
-    """Construct an embedder by kind (``minilm``, ``distilbert``, ``clip``) from a name or local folder."""
-    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}.get(
-        compute_dtype
-    )
-    if dtype is None:
-        raise ValueError(f"compute_dtype must be float32, float16 or bfloat16, got {compute_dtype!r}")
-    kwargs: dict[str, Any] = {"device": device, "compute_dtype": dtype}
-    if max_tokens is not None:
-        kwargs["max_tokens"] = max_tokens
-    if kind == "minilm":
-        from actiongpt.text.embedder_minilm import MiniLMEmbedder
-
-        return MiniLMEmbedder.from_pretrained(model, **kwargs)
-    if kind == "distilbert":
-        from actiongpt.text.embedder_distilbert import DistilBertEmbedder
-
-        return DistilBertEmbedder.from_pretrained(model or "distilbert-base-uncased", **kwargs)
-    if kind == "clip":
-        from actiongpt.text.embedder_clip import ClipTextEmbedder
-
-        return ClipTextEmbedder.from_pretrained(model or "openai/clip-vit-base-patch32", **kwargs)
-    raise ValueError(f"unknown embedder {kind!r}; choose one of {EMBEDDER_KINDS}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from cluster.engines.base import Engine, build_engine
+from cluster.engines.base import Engine
+from cluster.engines.registry import build_engine
 
 __all__ = ["Engine", "build_engine"]

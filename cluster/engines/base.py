@@ -137,18 +137,3 @@ class Engine(abc.ABC):
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
         pass
-
-
-def build_engine(
-    model: torch.nn.Module, cfg: TrainConfig, pg: ProcessGroupInfo, accum: int, **kwargs
-) -> Engine:
-    """The engine named by ``cfg.engine``."""
-    if cfg.engine == "ddp":
-        from cluster.engines.ddp import DDPEngine
-
-        return DDPEngine(model, cfg, pg, accum)
-    if cfg.engine == "deepspeed":
-        from cluster.engines.deepspeed_engine import DeepSpeedEngine
-
-        return DeepSpeedEngine(model, cfg, pg, accum, **kwargs)
-    raise ConfigError(f"engine: unknown engine {cfg.engine!r} (ddp | deepspeed)")

@@ -26,15 +26,15 @@ import argparse
 from pathlib import Path
 
 from actiongpt import config as cfglib
-from launch.cli import UserError
-from launch.commands.demo import STAGES as DEMO_STAGES
-from launch.commands.demo import add_stage_args, run_stages
 from launch.config_args import add_config_args, resolve
 from launch.demo.context import DemoContext, Stage
-from launch.experiment.config import ExperimentConfig, planned_runs
-from launch.experiment.evaluation import eval_all, eval_done
-from launch.experiment.report import RESULTS_FILE, write_report
-from launch.experiment.training import run_done, train_all
+from launch.demo.stages import STAGES as DEMO_STAGES
+from launch.demo.stages import add_stage_args, run_stages
+from launch.errors import UserError
+from launch.results.config import ExperimentConfig, planned_runs
+from launch.results.evaluation import eval_all, eval_done
+from launch.results.report import RESULTS_FILE, write_report
+from launch.results.training import run_done, train_all
 
 DEFAULT_CONFIG = "configs/results.yaml"
 DATA_STAGES = ("data", "stats", "describe", "embed", "shards")

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from actiongpt import config as cfglib
-from launch.cli import UserError
+from launch.errors import UserError
 
 log = logging.getLogger("actiongpt.sample")
 
@@ -67,7 +67,7 @@ def _seconds(args: argparse.Namespace, n: int) -> list[float]:
 
 def _miss_handler(describe_config: str, user_cache: Path, k: int | None) -> Any:
     """on_miss for CacheFirstDescriber: run the describe backend for the missing phrases."""
-    from launch.commands.describe import DescribeConfig, _endpoint_and_model, build_backend
+    from actiongpt.text.describe_config import DescribeConfig, build_backend, endpoint_and_model
 
     def on_miss(phrases: list[str]) -> None:
         from actiongpt.text.cache import DescriptionCache
@@ -84,7 +84,7 @@ def _miss_handler(describe_config: str, user_cache: Path, k: int | None) -> Any:
         try:
             cfg = cfglib.load(DescribeConfig, [describe_config])
             want = max(cfg.k, k or 0)
-            endpoint, model = _endpoint_and_model(cfg)
+            endpoint, model = endpoint_and_model(cfg)
             backend, _secret = build_backend(cfg, model)
         except FileNotFoundError as exc:
             raise UserError(f"phrases {phrases} are not in the description caches and {exc}; {hint}") from exc
@@ -116,8 +116,9 @@ def _miss_handler(describe_config: str, user_cache: Path, k: int | None) -> Any:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from actiongpt.models.generate import generate
+    from actiongpt.models.registry import backbone
     from actiongpt.render import Clip, save_gif
-    from actiongpt.text.embedders import build_embedder
+    from actiongpt.text.embedder_registry import build_embedder
     from actiongpt.text.phrase_embed import CacheFirstDescriber, PhraseError, make_embed_fn, normalize_phrase
     from cluster.eval_model import load_model
 
@@ -144,7 +145,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     aggregator = meta.get("aggregator") or "original"
     kind, emb_model = embedder_kind(meta)
     embedder = build_embedder(kind, emb_model, device="cpu")
-    width = embedder.pooled_dim if model.name == "motionclip" else embedder.token_dim
+    width = backbone(model.name).text_dim(embedder.pooled_dim, embedder.token_dim)
     if width != model.text_dim:
         raise UserError(f"embedder {kind} gives {width}-d embeddings; {ckpt} expects {model.text_dim}-d")
 

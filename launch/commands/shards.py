@@ -28,11 +28,12 @@ from pathlib import Path
 from actiongpt import config as cfglib
 from actiongpt.text.cache import load_descriptions
 from actiongpt.text.embed_stage import EmbedConfig, EmbedResult, run_embed_stage, token_stats
-from actiongpt.text.embedders import EmbeddingError, build_embedder
+from actiongpt.text.embedder_registry import build_embedder
+from actiongpt.text.embedders import EmbeddingError
 from actiongpt.text.embedding_store import EmbeddingStore, StoreError
 from actiongpt.text.partition import part_from_env
-from launch.cli import UserError
 from launch.config_args import add_config_args, resolve
+from launch.errors import UserError
 from shards.config import ShardsConfig
 from shards.format import ShardError
 
@@ -48,17 +49,15 @@ def _process_group() -> Callable[[], None] | None:
     """A barrier when launched as ranks of one job (torchrun, srun, submitit), else None (array tasks)."""
     import torch.distributed as dist
 
-    from cluster.dist_env import detect, export
+    from cluster import process_group
+    from cluster.dist_env import detect
 
     if dist.is_available() and dist.is_initialized():
         return dist.barrier
     env = detect()
     if env.world_size > 1:
-        export(env)
         # barriers only: gloo, also on GPU nodes
-        dist.init_process_group(
-            "gloo", init_method="env://", rank=env.rank, world_size=env.world_size, timeout=BARRIER_TIMEOUT
-        )
+        process_group.init(env, backend="gloo", timeout_s=BARRIER_TIMEOUT.total_seconds())
         return dist.barrier
     return None
 

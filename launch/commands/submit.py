@@ -20,8 +20,8 @@ import logging
 import sys
 from typing import Any
 
-from launch.cli import UserError
-from launch.config_args import add_config_args
+from launch.config_args import add_config_args, config_files
+from launch.errors import UserError
 
 log = logging.getLogger("actiongpt.submit")
 
@@ -95,10 +95,6 @@ def _executor_options(args: argparse.Namespace) -> Any:
         raise UserError(str(exc)) from exc
 
 
-def _files(args: argparse.Namespace) -> list[str]:
-    return args.config if args.config is not None else args._default_config_files
-
-
 def _finish(handle: Any, wait: bool) -> int:
     import submitit
 
@@ -117,13 +113,13 @@ def _finish(handle: Any, wait: bool) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from launch.submit import submit_train
 
-    return _finish(submit_train(_files(args), args.overrides, _executor_options(args)), args.wait)
+    return _finish(submit_train(config_files(args), args.overrides, _executor_options(args)), args.wait)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from launch.submit import submit_eval
 
-    return _finish(submit_eval(_files(args), args.overrides, _executor_options(args)), args.wait)
+    return _finish(submit_eval(config_files(args), args.overrides, _executor_options(args)), args.wait)
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -131,7 +127,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
     try:
         sub = submit_describe(
-            _files(args), args.overrides, _executor_options(args), parts=args.parts, merge=not args.no_merge
+            config_files(args),
+            args.overrides,
+            _executor_options(args),
+            parts=args.parts,
+            merge=not args.no_merge,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from exc

@@ -17,30 +17,21 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 from actiongpt import config as cfglib
-from cluster.train_config import TrainConfig
-from launch.cli import UserError
-from launch.config_args import add_config_args, resolve
+from cluster.train_config import TrainConfig, load_train_config
+from launch.config_args import add_config_args, config_files
+from launch.errors import UserError
 
 log = logging.getLogger("actiongpt.train")
 
 DEFAULT_CONFIG = "configs/train/teach.yaml"
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from shards.format import ShardError
-
-    return (ShardError,)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = resolve(TrainConfig, args)
-    if cfg.lr is None:  # the backbone preset's own learning rate (paper: 7e-5 TEMOS/TEACH, 1e-4 MotionCLIP)
-        from cluster.components import model_config
-
-        cfg.lr = getattr(model_config(cfg), "lr", None)
-    cfg = cfg.resolved()
+    # exporting reads only run_dir's checkpoints, whatever model trained them
+    cfg = load_train_config(config_files(args), args.overrides, check_model=not args.export)
     if args.print_config:
         import yaml
 
@@ -48,21 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if args.export:
         return _export(cfg, Path(args.export))
-
-    from cluster import components
-    from cluster.trainer import train
-
-    try:
-        manifest = components.load_manifest(cfg)
-        meta = components.run_meta(cfg, manifest)
-    except _user_errors() as exc:
-        raise UserError(str(exc)) from exc
-    result = train(
-        cfg,
-        lambda: components.build_model(cfg, manifest),
-        lambda env: components.build_loaders(cfg, env, manifest),
-        extra_meta=meta,
-    )
+    result = run_training(cfg)
     if result.status == "finished":
         where = f"; model exported to {result.export}" if result.export else ""
         log.info("finished %d steps (epoch %d)%s", result.step, result.epoch, where)
@@ -77,6 +54,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         log.info("stopped at step %d (run_steps); the same command continues", result.step)
     return 0
+
+
+def run_training(cfg: TrainConfig) -> Any:
+    """Train the run ``cfg`` (from :func:`load_train_config`) on this rank; the trainer's ``TrainResult``.
+
+    What every training process runs, whoever launched it (this command, torchrun/srun, a submitit task).
+    """
+    from cluster import components
+    from cluster.trainer import train
+
+    manifest = components.load_manifest(cfg)
+    return train(
+        cfg,
+        lambda: components.build_model(cfg, manifest),
+        lambda env: components.build_loaders(cfg, env, manifest),
+        extra_meta=components.run_meta(cfg, manifest),
+    )
 
 
 def _export(cfg: TrainConfig, out: Path) -> int:

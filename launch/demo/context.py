@@ -9,12 +9,13 @@ from typing import Any
 
 from actiongpt.config import ConfigError
 from actiongpt.data.synth.config import SynthConfig
+from actiongpt.models.registry import backbone
 
 SHIPPED_DESCRIPTIONS = "actiongpt/assets/descriptions/embedded_smollm2.jsonl"
 BACKBONES = ("motionclip", "temos", "teach")  # the paper's Table 1 order
 SPLITS = ("train", "val", "test", "zeroshot")  # every split of the embedded dataset
-# Which shard layout a backbone trains on: TEACH action pairs, the others single actions.
-LAYOUT = {"teach": "pairs", "temos": "seg", "motionclip": "seg"}
+# The shard layout each backbone trains on (its registry record: TEACH pairs, the others single actions).
+LAYOUT = {b: backbone(b).shard_mode for b in BACKBONES}
 METHODS = {"actiongpt": ("descriptions", "Action-GPT"), "default": ("label", "Default")}
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from actiongpt import config as cfglib
+from actiongpt.models.registry import display_name
 from launch.demo.context import LAYOUT, METHODS, DemoContext
 from launch.demo.runner import run_cli, run_subprocess, torchrun_prefix
 from launch.demo.stamps import (
@@ -17,8 +18,6 @@ from launch.demo.stamps import (
     write_stamp,
 )
 from launch.demo.text_stages import shards_config, write_shards_configs
-
-MODEL_NAMES = {"teach": "TEACH", "temos": "TEMOS", "motionclip": "MotionCLIP"}
 
 
 def _remove_inside(ctx: DemoContext, path: Path) -> None:
@@ -85,9 +84,8 @@ def run_name(backbone: str, method: str) -> str:
     return f"{backbone}-{method}"
 
 
-def train_config(ctx: DemoContext, backbone: str, method: str) -> Any:
-    from cluster.train_config import TrainConfig
-
+def train_args(ctx: DemoContext, backbone: str, method: str) -> tuple[list[str], list[str]]:
+    """(config files, overrides) of a run, as one would give them to ``actiongpt train``."""
     t = ctx.cfg.train
     overrides = [
         f"run_dir={ctx.run_dir(backbone, method)}",
@@ -99,7 +97,15 @@ def train_config(ctx: DemoContext, backbone: str, method: str) -> Any:
         f"val_every={t.val_every}",
         *t.overrides,
     ]
-    return cfglib.load(TrainConfig, [f"configs/train/{backbone}.yaml", "configs/train/tiny.yaml"], overrides)
+    return [f"configs/train/{backbone}.yaml", "configs/train/tiny.yaml"], overrides
+
+
+def train_config(ctx: DemoContext, backbone: str, method: str) -> Any:
+    """The run's resolved config (saved and given to ``python -m launch.train -c``, which resolves it again
+    to the same values)."""
+    from cluster.train_config import load_train_config
+
+    return load_train_config(*train_args(ctx, backbone, method))
 
 
 def train_inputs(ctx: DemoContext, backbone: str, method: str) -> dict[str, Any]:
@@ -145,7 +151,7 @@ def train_run(ctx: DemoContext) -> None:
         write_stamp(ctx.out, f"train-{name}.started", inputs)
         kind = "Action-GPT (k descriptions)" if method == "actiongpt" else "Default (raw label)"
         print(
-            f"  {name}: {MODEL_NAMES[backbone]} {kind}, {cfg.max_steps} steps on {ctx.cfg.train.nproc} ranks"
+            f"  {name}: {display_name(backbone)} {kind}, {cfg.max_steps} steps on {ctx.cfg.train.nproc} ranks"
         )
         run_subprocess(
             [*torchrun_prefix(ctx.cfg.train.nproc), "-m", "launch.train", "-c", str(path)],
@@ -158,7 +164,7 @@ def train_run(ctx: DemoContext) -> None:
 
 
 def raise_missing(path: Path, what: str) -> None:
-    from launch.cli import UserError
+    from launch.errors import UserError
 
     raise UserError(f"{what} exited without writing {path}; see its output above")
 
@@ -218,7 +224,7 @@ def compare_config(ctx: DemoContext) -> Any:
                 rows.append(
                     CompareRow(
                         name=row_name(backbone, split, method),
-                        group=f"{MODEL_NAMES[backbone]} ({split})",
+                        group=f"{display_name(backbone)} ({split})",
                         label=label,
                         overrides={
                             "checkpoint": str(_model_file(ctx, backbone, method)),

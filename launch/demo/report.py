@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from actiongpt.models.registry import display_name
 from launch.demo.context import METHODS, DemoContext
 from launch.demo.model_stages import (
-    MODEL_NAMES,
     eval_row_dir,
     loss_summary,
     run_name,
@@ -56,7 +56,7 @@ def split_table(ctx: DemoContext, split: str) -> tuple[str, int | None]:
             payload = read_metrics(eval_row_dir(ctx, b, split, m))
             count = payload.get("num_sequences")
             rows.append(
-                TableRow(MODEL_NAMES[b], METHODS[m][1], payload["metrics"], rootless=b in ROOTLESS_MODELS)
+                TableRow(display_name(b), METHODS[m][1], payload["metrics"], rootless=b in ROOTLESS_MODELS)
             )
     return format_table(rows), count
 
@@ -83,7 +83,7 @@ def _render_lines(ctx: DemoContext, split: str) -> list[str]:
             traj = dirs["actiongpt"] / "renders" / f"{name}_trajectory.png"
             if traj.is_file():
                 parts.append(f"trajectory `{traj}`")
-            lines.append(f'- {MODEL_NAMES[b]}, "{texts.get(name, name)}": ' + " · ".join(parts))
+            lines.append(f'- {display_name(b)}, "{texts.get(name, name)}": ' + " · ".join(parts))
     return lines
 
 
@@ -91,7 +91,7 @@ def results_markdown(ctx: DemoContext) -> str:
     check_path = ctx.out / "descriptions_check.json"
     check = json.loads(check_path.read_text()) if check_path.is_file() else {}
     t = ctx.cfg.train
-    steps = ", ".join(f"{MODEL_NAMES[b]} {t.steps[b]}" for b in ctx.backbones)
+    steps = ", ".join(f"{display_name(b)} {t.steps[b]}" for b in ctx.backbones)
     out = [
         "# Action-GPT demo: results",
         "",
@@ -123,7 +123,7 @@ def results_markdown(ctx: DemoContext) -> str:
         text = "descriptions" if m == "actiongpt" else "raw label"
         loss = f"{s['first']:.4f} -> {s['last']:.4f}" + ("" if s["fell"] else " (did not fall)")
         out.append(
-            f"| {MODEL_NAMES[b]} {METHODS[m][1]} | {text} | {s['steps']} | {loss} | "
+            f"| {display_name(b)} {METHODS[m][1]} | {text} | {s['steps']} | {loss} | "
             f"`{ctx.run_dir(b, m) / 'model.pt'}` |"
         )
     out += ["", "## Renders (generated vs reference; the same samples for Default and Action-GPT)"]

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from launch.cli import UserError
+from launch.errors import UserError
 
 # Nothing in the demo needs the network; the embedded text encoder ships with its package.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from actiongpt import config as cfglib
-from launch.cli import UserError
 from launch.demo.context import LAYOUT, SPLITS, DemoContext
 from launch.demo.runner import run_cli
 from launch.demo.stamps import files_sha256, stamp_matches, write_stamp
+from launch.errors import UserError
 
 CHECK_FILE = "descriptions_check.json"
 SHOW_AT_MOST = 20  # labels named in an error message

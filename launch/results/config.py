@@ -15,6 +15,7 @@ from typing import Any
 
 from actiongpt.config import ConfigError
 from actiongpt.data.synth.config import SynthConfig
+from actiongpt.models.registry import backbone
 from actiongpt.text.aggregate import AGGREGATORS
 from launch.demo.context import BACKBONES, SHIPPED_DESCRIPTIONS, SPLITS, DemoConfig, DemoEvalConfig
 
@@ -64,7 +65,7 @@ class ExperimentConfig:
                 f"ablation_backbone: {self.ablation_backbone!r} is not among backbones {self.backbones}"
             )
         if self.compact_backbones is None:
-            self.compact_backbones = [b for b in self.backbones if b != "motionclip"]
+            self.compact_backbones = [b for b in self.backbones if backbone(b).text == "tokens"]
         if self.compact_aggregators and self.compact_backbones:
             bad_agg = [a for a in self.compact_aggregators if a not in AGGREGATORS or a == "original"]
             if bad_agg or len(set(self.compact_aggregators)) != len(self.compact_aggregators):
@@ -72,7 +73,9 @@ class ExperimentConfig:
                     f"compact_aggregators: {self.compact_aggregators!r}; give distinct ones from "
                     f"{[a for a in AGGREGATORS if a != 'original']} (the original is Table 1's run)"
                 )
-            bad_b = [b for b in self.compact_backbones if b not in self.backbones or b == "motionclip"]
+            bad_b = [
+                b for b in self.compact_backbones if b not in self.backbones or backbone(b).text != "tokens"
+            ]
             if bad_b:
                 raise ConfigError(
                     f"compact_backbones: {bad_b} are not among backbones {self.backbones} or have no token "

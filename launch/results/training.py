@@ -26,12 +26,11 @@ from launch.demo.model_stages import loss_summary
 from launch.demo.runner import child_env, display, torchrun_prefix
 from launch.demo.stamps import files_sha256, stamp_matches, write_stamp
 from launch.errors import UserError
-from launch.experiment.config import METHOD_TEXT, ExperimentConfig, RunSpec, planned_runs, run_dir
+from launch.results.config import METHOD_TEXT, ExperimentConfig, RunSpec, planned_runs, run_dir
 
 
-def train_config(cfg: ExperimentConfig, ctx: DemoContext, spec: RunSpec) -> Any:
-    from cluster.train_config import TrainConfig
-
+def train_args(cfg: ExperimentConfig, ctx: DemoContext, spec: RunSpec) -> tuple[list[str], list[str]]:
+    """(config files, overrides) of a run, as one would give them to ``actiongpt train``."""
     overrides = [
         f"run_dir={run_dir(cfg, spec)}",
         f"shards_dir={ctx.shards_dir(LAYOUT[spec.backbone])}",
@@ -46,8 +45,15 @@ def train_config(cfg: ExperimentConfig, ctx: DemoContext, spec: RunSpec) -> Any:
         *([f"aggregator={spec.aggregator}"] if spec.aggregator else []),
         *cfg.train_overrides,
     ]
-    files = [f"configs/train/{spec.backbone}.yaml", "configs/train/tiny.yaml"]
-    return cfglib.load(TrainConfig, files, overrides)
+    return [f"configs/train/{spec.backbone}.yaml", "configs/train/tiny.yaml"], overrides
+
+
+def train_config(cfg: ExperimentConfig, ctx: DemoContext, spec: RunSpec) -> Any:
+    """The run's resolved config (saved and given to ``python -m launch.train -c``, which resolves it again
+    to the same values)."""
+    from cluster.train_config import load_train_config
+
+    return load_train_config(*train_args(cfg, ctx, spec))
 
 
 def _manifest(ctx: DemoContext, spec: RunSpec) -> Path:

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from actiongpt.models.registry import display_name
 from cluster.eval_report import COLUMNS, ROOT_KEYS, ROOTLESS_MODELS
-from launch.demo.model_stages import MODEL_NAMES, loss_summary
-from launch.experiment.config import ExperimentConfig, RunSpec, eval_dir, planned_runs, run_dir
-from launch.experiment.training import times_file
+from launch.demo.model_stages import loss_summary
+from launch.results.config import ExperimentConfig, RunSpec, eval_dir, planned_runs, run_dir
+from launch.results.training import times_file
 
 RESULTS_FILE = "results.md"
 CURVES_FILE = "results_training_curves.png"
@@ -101,18 +102,18 @@ def table1(cfg: ExperimentConfig, split: str) -> str:
     rows = []
     for b in cfg.backbones:
         rootless = b in ROOTLESS_MODELS
-        rows.append((MODEL_NAMES[b], "Default", _group(cfg, b, "default", None, split), rootless))
+        rows.append((display_name(b), "Default", _group(cfg, b, "default", None, split), rootless))
         agpt = _group(cfg, b, "actiongpt", cfg.k, split)
-        rows.append((MODEL_NAMES[b], f"Action-GPT (k={cfg.k})", agpt, rootless))
+        rows.append((display_name(b), f"Action-GPT (k={cfg.k})", agpt, rootless))
     return metrics_table(rows, ("model", "method"))
 
 
 def table2(cfg: ExperimentConfig, split: str) -> str:
     b = cfg.ablation_backbone
     assert b is not None
-    rows = [(MODEL_NAMES[b], "Default", _group(cfg, b, "default", None, split), False)]
+    rows = [(display_name(b), "Default", _group(cfg, b, "default", None, split), False)]
     for k in cfg.ablation_ks:
-        rows.append((MODEL_NAMES[b], f"Action-GPT k = {k}", _group(cfg, b, "actiongpt", k, split), False))
+        rows.append((display_name(b), f"Action-GPT k = {k}", _group(cfg, b, "actiongpt", k, split), False))
     return metrics_table(rows, ("model", "descriptions"))
 
 
@@ -134,7 +135,7 @@ def paired_lines(cfg: ExperimentConfig, split: str) -> list[str]:
             per_seed = ", ".join(f"{x:+.3f}" for x in diffs)
             lower = sum(1 for x in diffs if x < 0)
             lines.append(
-                f"| {MODEL_NAMES[b]} | {name} | {per_seed} | {statistics.fmean(diffs):+.3f} | "
+                f"| {display_name(b)} | {name} | {per_seed} | {statistics.fmean(diffs):+.3f} | "
                 f"{lower} of {len(diffs)} |"
             )
     return lines
@@ -183,7 +184,7 @@ def findings(cfg: ExperimentConfig) -> list[str]:
             diffs = _vs_default(cfg, b, split, "APE_mean_joints")
             if diffs:
                 lines.append(
-                    f"- {MODEL_NAMES[b]}, {split}: Action-GPT − Default APE mean global "
+                    f"- {display_name(b)}, {split}: Action-GPT − Default APE mean global "
                     f"{statistics.fmean(diffs):+.4f} m; {paired_verdict(diffs)}."
                 )
     b = cfg.ablation_backbone
@@ -199,7 +200,7 @@ def findings(cfg: ExperimentConfig) -> list[str]:
                 spread = max(m for m, _ in means.values()) - min(m for m, _ in means.values())
                 noise = max(s for _, s in means.values())
                 lines.append(
-                    f"- {MODEL_NAMES[b]} k ablation, {split}: lowest APE mean global at k = {best}; the "
+                    f"- {display_name(b)} k ablation, {split}: lowest APE mean global at k = {best}; the "
                     f"means span {spread:.4f} m against a seed std of up to {noise:.4f} m."
                 )
     return lines + compact_findings(cfg)
@@ -217,7 +218,7 @@ def compact_findings(cfg: ExperimentConfig) -> list[str]:
                 vs_default = _paired_diffs(cfg, compact, RunSpec(b, "default", 0), split, "APE_mean_joints")
                 if diffs:
                     lines.append(
-                        f"- {MODEL_NAMES[b]} `{agg}`, {split}: − original aggregation "
+                        f"- {display_name(b)} `{agg}`, {split}: − original aggregation "
                         f"{statistics.fmean(diffs):+.4f} m, {paired_verdict(diffs, agg)}"
                         + (f"; − Default {statistics.fmean(vs_default):+.4f} m." if vs_default else ".")
                     )
@@ -227,11 +228,11 @@ def compact_findings(cfg: ExperimentConfig) -> list[str]:
 def compact_table(cfg: ExperimentConfig, split: str) -> str:
     rows = []
     for b in cfg.compact_backbones or []:
-        rows.append((MODEL_NAMES[b], "Default", _group(cfg, b, "default", None, split), False))
+        rows.append((display_name(b), "Default", _group(cfg, b, "default", None, split), False))
         for agg in [None, *cfg.compact_aggregators]:
             spec = RunSpec(b, "actiongpt", 0, cfg.k, agg)
             label = spec.label + ("" if agg else " original")
-            rows.append((MODEL_NAMES[b], label, _group(cfg, b, "actiongpt", cfg.k, split, agg), False))
+            rows.append((display_name(b), label, _group(cfg, b, "actiongpt", cfg.k, split, agg), False))
     return metrics_table(rows, ("model", "text"))
 
 
@@ -261,7 +262,7 @@ def training_lines(cfg: ExperimentConfig) -> list[str]:
         if sums:
             loss = f"{cell([s['first'] for s in sums], 4)} → {cell([s['last'] for s in sums], 4)}"
         b = specs[0].backbone
-        lines.append(f"| {MODEL_NAMES[b]} {specs[0].label} | {cfg.steps[b]} | {loss} |")
+        lines.append(f"| {display_name(b)} {specs[0].label} | {cfg.steps[b]} | {loss} |")
     return lines
 
 
@@ -312,7 +313,7 @@ def plot_curves(cfg: ExperimentConfig, out: Path) -> Path | None:
                 if xs:
                     ax.plot(xs, ys, color=color, lw=1.0, alpha=0.8, label=label if i == 0 else None)
                     drawn = True
-        ax.set_title(f"{MODEL_NAMES[b]} (tiny), training loss")
+        ax.set_title(f"{display_name(b)} (tiny), training loss")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -327,7 +328,7 @@ def plot_curves(cfg: ExperimentConfig, out: Path) -> Path | None:
 
 
 def setting_text(cfg: ExperimentConfig, stats: dict[str, Any]) -> list[str]:
-    steps = ", ".join(f"{MODEL_NAMES[b]} {cfg.steps[b]}" for b in cfg.backbones)
+    steps = ", ".join(f"{display_name(b)} {cfg.steps[b]}" for b in cfg.backbones)
     models = ", ".join(stats.get("models", ["?"]))
     counts = stats.get("counts", {})
     count_text = "; ".join(f"{s}: {n}" for s, n in counts.items())
@@ -399,7 +400,8 @@ def results_markdown(cfg: ExperimentConfig, curves: Path | None) -> str:
         for split in cfg.splits:
             out += [
                 "",
-                f"## Table 2 analogue: descriptions per label, {MODEL_NAMES[cfg.ablation_backbone]}, {split}",
+                "## Table 2 analogue: descriptions per label, "
+                f"{display_name(cfg.ablation_backbone)}, {split}",
                 "",
                 table2(cfg, split),
             ]

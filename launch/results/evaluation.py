@@ -6,14 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from actiongpt import config as cfglib
+from actiongpt.models.registry import display_name
 from launch.demo.context import LAYOUT, DemoContext
 from launch.demo.runner import run_subprocess, torchrun_prefix
 from launch.demo.stamps import files_sha256, stamp_matches, write_stamp
 from launch.errors import UserError
-from launch.experiment.config import METHOD_TEXT, ExperimentConfig, eval_dir, planned_runs
-from launch.experiment.training import model_file
-
-_NAMES = {"teach": "TEACH", "temos": "TEMOS", "motionclip": "MotionCLIP"}
+from launch.results.config import METHOD_TEXT, ExperimentConfig, eval_dir, planned_runs
+from launch.results.training import model_file
 
 
 def compare_config(cfg: ExperimentConfig, ctx: DemoContext) -> Any:
@@ -25,7 +24,7 @@ def compare_config(cfg: ExperimentConfig, ctx: DemoContext) -> Any:
             rows.append(
                 CompareRow(
                     name=eval_dir(cfg, spec, split).name,
-                    group=f"{_NAMES[spec.backbone]} ({split})",
+                    group=f"{display_name(spec.backbone)} ({split})",
                     label=f"{spec.label} seed {spec.seed}",
                     overrides={
                         "checkpoint": str(model_file(cfg, spec)),
