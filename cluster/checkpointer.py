@@ -67,6 +67,7 @@ class Checkpointer:
         self.engine: Engine | None = None
         self.train: TrainState | None = None
         self.metrics: MetricsLogger | None = None
+        self.verify_seconds: float | None = None  # rank 0: checking the resumed checkpoint's digests
 
     @property
     def root(self) -> Path:
@@ -97,8 +98,10 @@ class Checkpointer:
         but the checkpoints' files; raises the same ConfigError on every rank when none can be used."""
         found: list[Any] = [None]
         if self.rank == 0:
+            t0 = time.perf_counter()
             try:
                 info = self.manager.newest_usable(self._check)
+                self.verify_seconds = round(time.perf_counter() - t0, 4)
                 found[0] = ("ok", None if info is None else (str(info.path), info.step, info.meta))
             except ConfigError as exc:
                 found[0] = ("error", str(exc))
@@ -150,7 +153,13 @@ class Checkpointer:
         secs = time.perf_counter() - t0
         log.info("resumed from %s (step %d, epoch %d, %s) in %.2fs", info.path, step, ts["epoch"], how, secs)
         self.metrics.event(
-            step, "resume", path=str(info.path), mode=how, load_seconds=round(secs, 4), world_size=self.world
+            step,
+            "resume",
+            path=str(info.path),
+            mode=how,
+            load_seconds=round(secs, 4),
+            verify_seconds=self.verify_seconds,
+            world_size=self.world,
         )
 
     # -------------------------------------------------------------------------------------------- save

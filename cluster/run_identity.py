@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from actiongpt.config import ConfigError
+from cluster.train_config import TrainConfig
 
 # The marker/meta keys that define an experiment (``cluster.components.run_meta`` fills the ones beyond the
 # config: the resolved model shape, the text width, the embedder and the shards' digest).
@@ -26,6 +27,20 @@ IDENTITY_KEYS = (
     "embedder",
     "shards_digest",
 )
+
+
+def experiment_meta(cfg: TrainConfig, extra_meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What every checkpoint marker of a run records about it: the config's identity keys, refined by the
+    caller's ``extra_meta`` (``cluster.components.run_meta``: resolved model config, k, embedder, shards)."""
+    return {
+        "model": cfg.model,
+        "preset": cfg.preset,
+        "model_overrides": cfg.model_overrides,
+        "text_source": cfg.text_source,
+        "k": cfg.k,
+        "aggregator": cfg.aggregator,
+        **extra_meta,
+    }
 
 
 def identity_of(meta: Mapping[str, Any]) -> dict[str, Any]:

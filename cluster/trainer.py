@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -36,10 +37,12 @@ from cluster.loader_protocol import batch_size_of, check_loader
 from cluster.loader_restore import loader_epoch, restore_loader
 from cluster.metrics_log import MetricsLogger
 from cluster.preemption import requeue_slurm_job
+from cluster.run_identity import experiment_meta
 from cluster.runtime import Runtime
 from cluster.schedule import StepSchedule
 from cluster.step_metrics import LocalStep, StepLog, reduce_step, step_record
 from cluster.train_config import TrainConfig
+from cluster.validation import validation_means
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +62,6 @@ class TrainResult:
 
 ModelFactory = Callable[[], torch.nn.Module]
 LoaderFactory = Callable[[DistEnv], tuple[Any, Any]]  # -> (train loader, validation loader or None)
-
-
-def run_identity(cfg: TrainConfig, extra_meta: Mapping[str, Any]) -> dict[str, Any]:
-    """What every checkpoint of this run records about the experiment (``extra_meta`` refines it)."""
-    return {
-        "model": cfg.model,
-        "preset": cfg.preset,
-        "model_overrides": cfg.model_overrides,
-        "text_source": cfg.text_source,
-        "k": cfg.k,
-        "aggregator": cfg.aggregator,
-        **extra_meta,
-    }
 
 
 class Trainer:
@@ -106,49 +96,53 @@ class Trainer:
         self.samples_seen = 0
         self.resumed_from: int | None = None
 
-        # Which checkpoint to resume is decided before anything in the run directory changes.
-        meta = run_identity(cfg, self.extra_meta)
+        meta = experiment_meta(cfg, self.extra_meta)
         self.ckpt = Checkpointer(cfg, self.rank, self.world, meta, checkpoint_manager_cls)
-        self.resume_info = self.ckpt.find()
-        if self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            cfglib.save(cfg, self.run_dir / "config.yaml")
-            self.ckpt.remove_incomplete()
-        self._barrier()
+        self.resume_info = self.ckpt.find()  # decided before anything in the run directory changes
+        self._prepare_run_dir()
         load_universal = self.ckpt.convert_for_world_size(self.resume_info)
-
-        rng_state.seed_all(cfg.seed)  # identical initial weights on every rank
-        model = build_model()
-        self.engine: Engine = build_engine(
-            model,
-            cfg,
-            self.pg,
-            self.accum,
-            **({"load_universal": load_universal} if cfg.engine == "deepspeed" else {}),
-        )
-        self.train_loader, self.val_loader = build_loaders(rt.env)
-        check_loader(self.train_loader, "training")
-        if self.val_loader is not None:
-            check_loader(self.val_loader, "validation")
-        batches = len(self.train_loader)
-        if batches < self.accum:
-            raise ConfigError(
-                f"the training loader has {batches} batches per rank per epoch, fewer than the {self.accum} "
-                f"micro-batches of one optimizer step (batch_size={cfg.batch_size}, world size {self.world})"
-            )
-        self.steps_per_epoch = batches // self.accum
+        self.engine = self._build_engine(build_model, load_universal)
+        self.train_loader, self.val_loader = self._build_loaders(build_loaders)
+        self.steps_per_epoch = len(self.train_loader) // self.accum
         assert cfg.epochs is not None and cfg.lr is not None
         self.max_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
         self.schedule = StepSchedule(cfg.schedule, cfg.lr, self.max_steps, cfg.warmup_steps, cfg.min_lr_ratio)
         self.metrics = MetricsLogger(self.run_dir, enabled=self.is_main, tensorboard=cfg.tensorboard)
         self.ckpt.attach(self.engine, self, self.metrics)
-
         if self.resume_info is not None:
             self.ckpt.load(self.resume_info)
             self.resumed_from = self.step
         else:
             self.train_loader.set_epoch(0)
             rng_state.seed_all(rng_state.rank_seed(cfg.seed, self.rank))
+
+    def _prepare_run_dir(self) -> None:
+        """Rank 0: the resolved config next to the checkpoints; saves that never finished removed."""
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            cfglib.save(self.cfg, self.run_dir / "config.yaml")
+            self.ckpt.remove_incomplete()
+        self._barrier()
+
+    def _build_engine(self, build_model: ModelFactory, load_universal: bool) -> Engine:
+        rng_state.seed_all(self.cfg.seed)  # identical initial weights on every rank
+        model = build_model()
+        extra = {"load_universal": load_universal} if self.cfg.engine == "deepspeed" else {}
+        return build_engine(model, self.cfg, self.pg, self.accum, **extra)
+
+    def _build_loaders(self, build_loaders: LoaderFactory) -> tuple[Any, Any]:
+        train_loader, val_loader = build_loaders(self.rt.env)
+        check_loader(train_loader, "training")
+        if val_loader is not None:
+            check_loader(val_loader, "validation")
+        batches = len(train_loader)
+        if batches < self.accum:
+            raise ConfigError(
+                f"the training loader has {batches} batches per rank per epoch, fewer than the {self.accum} "
+                f"micro-batches of one optimizer step (batch_size={self.cfg.batch_size}, "
+                f"world size {self.world})"
+            )
+        return train_loader, val_loader
 
     @property
     def last_checkpoint(self) -> Path | None:
@@ -174,11 +168,7 @@ class Trainer:
             if preempt:
                 status = self._preempted()
                 break
-            if (
-                self.cfg.run_steps
-                and self.step - first_step >= self.cfg.run_steps
-                and self.step < self.max_steps
-            ):
+            if self._slice_done(first_step):
                 status = self._stopped()
                 break
         steps_log.close()
@@ -266,8 +256,13 @@ class Trainer:
         self.save(force=True)
         self.metrics.event(self.step, "preempted", signal=reason)
         if self.is_main and self.cfg.requeue:
-            requeue_slurm_job(_environ())
+            requeue_slurm_job(dict(os.environ))
         return "preempted"
+
+    def _slice_done(self, first_step: int) -> bool:
+        """``run_steps`` steps done in this launch, with steps left (time slicing)."""
+        runs = self.cfg.run_steps
+        return bool(runs) and self.step - first_step >= runs and self.step < self.max_steps
 
     def _stopped(self) -> str:
         self.save(force=True)
@@ -301,42 +296,19 @@ class Trainer:
             if fn is not None:
                 fn(self, *args)
 
-    # ---------------------------------------------------------------------------------------- validation
     def validate(self) -> dict[str, float] | None:
-        """Mean validation loss terms over the validation loader (all ranks), logged as kind ``val``."""
+        """Mean validation loss terms (all ranks), logged as kind ``val``."""
         if self.val_loader is None:
             return None
         t0 = time.perf_counter()
-        sums: dict[str, float] = {}
-        count = 0
-        with rng_state.isolated(seed=self.cfg.seed + 1), self.engine.evaluating():
-            self.val_loader.set_epoch(0)
-            for i, batch in enumerate(self.val_loader):
-                if self.cfg.val_batches and i >= self.cfg.val_batches:
-                    break
-                terms = self.engine.eval_forward(batch)
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                count += 1
-        keys = sorted(sums)
-        vec = torch.tensor([sums[k] for k in keys] + [float(count)], dtype=torch.float64)
-        if self.pg.backend == "nccl":
-            vec = vec.to(self.pg.device)
-        dist.all_reduce(vec)
-        vec = vec.cpu()
-        total = float(vec[-1])
-        if total == 0:
-            log.warning("validation loader yielded no batch")
+        out = validation_means(self.engine, self.val_loader, self.pg, self.cfg.seed + 1, self.cfg.val_batches)
+        if out is None:
             return None
-        out = {f"val_{k}": float(vec[i]) / total for i, k in enumerate(keys)}
         out["val_seconds"] = time.perf_counter() - t0
         self.metrics.log(self.step, out, kind="val")
         if self.is_main:
-            log.info(
-                "step %d validation: %s",
-                self.step,
-                " ".join(f"{k}={v:.5f}" for k, v in out.items() if k != "val_seconds"),
-            )
+            values = " ".join(f"{k}={v:.5f}" for k, v in out.items() if k != "val_seconds")
+            log.info("step %d validation: %s", self.step, values)
         return out
 
     # ---------------------------------------------------------------------------------------- checkpoint
@@ -386,12 +358,6 @@ class Trainer:
             # RNG streams belong to ranks that no longer exist: start fresh, reproducible streams.
             rng_state.seed_all(rng_state.rank_seed(self.cfg.seed, self.rank, self.step))
         return how
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 def train(
