@@ -11,7 +11,6 @@ checkpoints not known to be damaged.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import Any
 import torch.distributed as dist
 
 from actiongpt.config import ConfigError
+from cluster.checkpoint_digest import damage, file_records
 
 log = logging.getLogger(__name__)
 
@@ -117,43 +117,6 @@ def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
-def file_records(path: Path) -> dict[str, dict[str, Any]]:
-    """``{relative path: {"bytes", "sha256"}}`` of every file in a checkpoint directory (not the marker)."""
-    root = Path(path)
-    out: dict[str, dict[str, Any]] = {}
-    for f in sorted(root.rglob("*")):
-        rel = f.relative_to(root).as_posix()
-        if not f.is_file() or rel in (MARKER, MARKER + ".tmp"):
-            continue
-        with open(f, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
-        out[rel] = {"bytes": f.stat().st_size, "sha256": digest}
-    return out
-
-
-def damage(info: CheckpointInfo) -> str | None:
-    """Why the files of a complete checkpoint no longer match its marker, or None when they all do.
-
-    Sizes are checked first (cheap), then digests. Files the marker does not list (a universal checkpoint
-    converted later) are not checked; a marker written before digests were recorded checks nothing.
-    """
-    files = info.meta.get("files")
-    if not isinstance(files, dict):
-        return None
-    for rel, rec in files.items():
-        f = info.path / rel
-        if not f.is_file():
-            return f"{rel} is missing"
-        size = f.stat().st_size
-        if size != rec.get("bytes"):
-            return f"{rel} has {size} bytes, the marker recorded {rec.get('bytes')}"
-    for rel, rec in files.items():
-        with open(info.path / rel, "rb") as fh:
-            if hashlib.file_digest(fh, "sha256").hexdigest() != rec.get("sha256"):
-                return f"{rel} does not match its recorded sha256 (bytes changed)"
-    return None
-
-
 def _barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
@@ -174,22 +137,27 @@ class CheckpointManager:
         return latest(self.root)
 
     def newest_usable(self, check: Callable[[CheckpointInfo], None]) -> CheckpointInfo | None:
-        """Rank 0: the newest complete checkpoint whose files match its marker, or None when there is none.
+        """Collective: the newest complete checkpoint whose files match its marker, or None when there is
+        none. Every rank returns the same checkpoint or raises the same ConfigError.
 
-        ``check`` raises (ConfigError) when a checkpoint belongs to another experiment; it runs on the
-        marker alone, before any file is read. A damaged checkpoint is named in a warning and skipped in
-        favour of the next older one; when every complete checkpoint is damaged this raises ConfigError.
+        ``check`` raises ConfigError when a checkpoint belongs to another experiment; it runs on the marker
+        alone, before any file is read. A damaged checkpoint is named in a warning and skipped in favour of
+        the next older one; when every complete checkpoint is damaged this raises ConfigError.
         """
-        complete, _ = scan(self.root)
+        found: list[Any] = [scan(self.root)[0] if self.rank == 0 else None]
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.broadcast_object_list(found, src=0)  # one listing for all ranks
+        complete: list[CheckpointInfo] = found[0]
         problems: list[str] = []
         for info in reversed(complete):
             check(info)
-            why = damage(info)
+            why = damage(info.path, info.meta)
             if why is None:
                 return info
             self.damaged.add(info.path)
             problems.append(f"{info.path.name}: {why}")
-            log.warning("checkpoint %s is damaged (%s); trying the one before it", info.path, why)
+            if self.rank == 0:
+                log.warning("checkpoint %s is damaged (%s); trying the one before it", info.path, why)
         if problems:
             raise ConfigError(
                 f"{self.root}: no usable checkpoint, every complete one is damaged ({'; '.join(problems)}); "
@@ -216,15 +184,15 @@ class CheckpointManager:
         _barrier()
         write(path)
         _barrier()  # every rank's files are on disk before the marker says so
+        t1 = time.perf_counter()
+        files = file_records(path)  # collective: the ranks share the hashing
         full_meta = dict(meta)
         full_meta["step"] = step
+        full_meta["files"] = files
+        full_meta["bytes"] = sum(rec["bytes"] for rec in files.values())
+        full_meta["digest_seconds"] = round(time.perf_counter() - t1, 4)
+        full_meta["save_seconds"] = round(time.perf_counter() - t0, 4)
         if self.rank == 0:
-            t1 = time.perf_counter()
-            files = file_records(path)
-            full_meta["files"] = files
-            full_meta["bytes"] = sum(rec["bytes"] for rec in files.values())
-            full_meta["digest_seconds"] = round(time.perf_counter() - t1, 4)
-            full_meta["save_seconds"] = round(time.perf_counter() - t0, 4)
             self._before_marker(path)
             write_marker(path, full_meta)
             self.prune()

@@ -4,10 +4,11 @@ It holds two stateful parts: the engine (model, optimizer and its extras) and th
 schedule, every rank's loader position and RNG state), both written into one step directory by the engine
 (``cluster.checkpoint`` for the directories, markers, digests and rotation).
 
-Resume is decided once, on rank 0, before the run directory is touched: the newest complete checkpoint
-whose files match their recorded digests (damaged ones are named and skipped), refused when it was written
-by another experiment (``cluster.run_identity``) or another engine. The decision is broadcast, so every
-rank resumes from the same checkpoint or raises the same ConfigError.
+Resume is decided before the run directory is touched: the newest complete checkpoint (rank 0's listing,
+broadcast) whose files match their recorded digests (checked by all ranks, each a share; damaged ones are
+named and skipped), refused when it was written by another experiment (``cluster.run_identity``) or another
+engine. Every rank reaches the same decision, so every rank resumes from the same checkpoint or raises the
+same ConfigError.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class Checkpointer:
         self.engine: Engine | None = None
         self.train: TrainState | None = None
         self.metrics: MetricsLogger | None = None
-        self.verify_seconds: float | None = None  # rank 0: checking the resumed checkpoint's digests
+        self.verify_seconds: float | None = None  # finding and checking the resumed checkpoint
 
     @property
     def root(self) -> Path:
@@ -94,26 +95,12 @@ class Checkpointer:
                 )
 
     def find(self) -> CheckpointInfo | None:
-        """Collective: the checkpoint to resume from (None: start from step 0). Reads and writes nothing
-        but the checkpoints' files; raises the same ConfigError on every rank when none can be used."""
-        found: list[Any] = [None]
-        if self.rank == 0:
-            t0 = time.perf_counter()
-            try:
-                info = self.manager.newest_usable(self._check)
-                self.verify_seconds = round(time.perf_counter() - t0, 4)
-                found[0] = ("ok", None if info is None else (str(info.path), info.step, info.meta))
-            except ConfigError as exc:
-                found[0] = ("error", str(exc))
-        if dist.is_initialized() and self.world > 1:
-            dist.broadcast_object_list(found, src=0)
-        kind, value = found[0]
-        if kind == "error":
-            raise ConfigError(value)
-        if value is None:
-            return None
-        path, step, meta = value
-        return CheckpointInfo(Path(path), step, meta)
+        """Collective: the checkpoint to resume from (None: start from step 0). Reads the checkpoints and
+        writes nothing; raises the same ConfigError on every rank when none can be used."""
+        t0 = time.perf_counter()
+        info = self.manager.newest_usable(self._check)
+        self.verify_seconds = round(time.perf_counter() - t0, 4)
+        return info
 
     def remove_incomplete(self) -> None:
         """Rank 0, at start-up: delete the directories of saves that did not finish."""

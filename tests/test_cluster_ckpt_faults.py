@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from actiongpt.config import ConfigError
-from cluster.checkpoint import MARKER, CheckpointManager, damage, read_marker, scan, step_dir
+from cluster.checkpoint import MARKER, CheckpointManager, read_marker, scan, step_dir
+from cluster.checkpoint_digest import damage, share
 from cluster.export import model_state_from_checkpoint
 from cluster.run_identity import check_same_experiment, differences
 from cluster.train_config import TrainConfig
@@ -68,13 +69,20 @@ def test_marker_records_size_and_digest_of_every_file(tmp_path: Path) -> None:
     assert meta["files"]["data.bin"]["bytes"] == 300 and len(meta["files"]["data.bin"]["sha256"]) == 64
     assert meta["bytes"] == 310 and meta["digest_seconds"] >= 0
     info = scan(tmp_path)[0][0]
-    assert damage(info) is None
+    assert damage(info.path, info.meta) is None
     _overwrite(path / "data.bin")
-    assert "data.bin does not match its recorded sha256" in damage(info)
+    assert "data.bin does not match its recorded sha256" in damage(info.path, info.meta)
     _truncate(path / "sub" / "more.bin")
-    assert damage(info) == "sub/more.bin has 5 bytes, the marker recorded 10"
+    assert damage(info.path, info.meta) == "sub/more.bin has 5 bytes, the marker recorded 10"
     (path / "sub" / "more.bin").unlink()
-    assert damage(info) == "sub/more.bin is missing"
+    assert damage(info.path, info.meta) == "sub/more.bin is missing"
+
+
+def test_hashing_is_shared_by_size_over_the_ranks() -> None:
+    sizes = {"__0_0.distcp": 90, "__1_0.distcp": 90, ".metadata": 5, "extra": 1}
+    parts = [share(sizes, 2, r) for r in range(2)]
+    assert parts == [["__0_0.distcp", ".metadata"], ["__1_0.distcp", "extra"]]
+    assert share(sizes, 1, 0) == ["__0_0.distcp", "__1_0.distcp", ".metadata", "extra"]
 
 
 def test_fallback_past_damaged_and_rotation_keeps_the_good_one(tmp_path: Path, caplog) -> None:
@@ -92,7 +100,7 @@ def test_fallback_past_damaged_and_rotation_keeps_the_good_one(tmp_path: Path, c
     # the next save (step 5) rotates out step 4 but keeps itself, not the damaged step 8 in its place
     _save(resumed, 5)
     assert [c.step for c in scan(tmp_path)[0]] == [5, 8]
-    assert damage(scan(tmp_path)[0][0]) is None
+    assert damage(scan(tmp_path)[0][0].path, scan(tmp_path)[0][0].meta) is None
     # saving step 8 again replaces the damaged directory; rotation is back to keep-last
     _save(resumed, 8)
     assert [c.step for c in scan(tmp_path)[0]] == [8]
