@@ -155,12 +155,18 @@ def _final_state(run: Path) -> dict[str, torch.Tensor]:
     return model_state_from_checkpoint(scan(run / "checkpoints")[0][-1])
 
 
+@pytest.fixture(scope="module")
+def toy_reference(tmp_path_factory) -> dict[str, torch.Tensor]:
+    """The final model of an uninterrupted 16-step toy run."""
+    ref = tmp_path_factory.mktemp("toy") / "ref"
+    assert train(_toy_cfg(ref), ToyModel, _loaders).step == 16
+    return _final_state(ref)
+
+
 @pytest.mark.parametrize("harm", ["overwrite", "truncate"])
 def test_damaged_newest_checkpoint_resumes_from_the_previous_bit_identically(
-    tmp_path: Path, harm: str, caplog
+    tmp_path: Path, harm: str, caplog, toy_reference: dict[str, torch.Tensor]
 ) -> None:
-    ref = tmp_path / "ref"
-    assert train(_toy_cfg(ref), ToyModel, _loaders).step == 16
     run = tmp_path / "run"
     assert train(_toy_cfg(run, run_steps=8), ToyModel, _loaders).status == "stopped"
     newest = step_dir(run / "checkpoints", 8)
@@ -170,7 +176,7 @@ def test_damaged_newest_checkpoint_resumes_from_the_previous_bit_identically(
         result = train(_toy_cfg(run), ToyModel, _loaders)
     assert f"checkpoint {newest} is damaged" in caplog.text and biggest.name in caplog.text
     assert result.status == "finished" and result.resumed_from == 4
-    a, b = _final_state(ref), _final_state(run)
+    a, b = toy_reference, _final_state(run)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -232,27 +238,32 @@ def _launch(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.dist
-def test_resume_as_another_experiment_exits_2_touching_nothing(seg_shards: Path, tmp_path: Path) -> None:
+def test_resume_as_another_experiment_exits_2_touching_nothing(
+    seg_shards: Path, tmp_path: Path, capsys
+) -> None:
+    from launch.train import main as train_main
+
     run = tmp_path / "agpt"
-    common = ["-c", "configs/train/temos.yaml", "-c", "configs/train/tiny.yaml", f"shards_dir={seg_shards}",
+    configs = L.REPO / "configs" / "train"
+    common = ["-c", str(configs / "temos.yaml"), "-c", str(configs / "tiny.yaml"), f"shards_dir={seg_shards}",
               f"run_dir={run}", "batch_size=4", "val_every=0", "tensorboard=false", "progress=false",
               "export_on_finish=false"]  # fmt: skip
-    first = _launch(*common, "run_steps=2")
-    assert first.returncode == 0, first.stderr[-3000:]
+    assert train_main([*common, "run_steps=2"]) == 0  # an Action-GPT run, stopped at step 2
     (step_dir(run / "checkpoints", 3)).mkdir()  # an unfinished save: must survive a refused resume
     before = _snapshot(run)
     config_text = (run / "config.yaml").read_text()
 
-    label = _launch(*common, "text_source=label")
+    label = _launch(*common, "text_source=label")  # the command line, in its own process
     assert label.returncode == 2, label.stderr[-3000:]
     assert "Traceback" not in label.stderr
-    assert "text_source: checkpoint 'descriptions', this run 'label'" in label.stderr
     assert "step-00000002 belongs to another experiment" in label.stderr
+    assert "text_source: checkpoint 'descriptions', this run 'label'" in label.stderr
 
-    paper = _launch(*common, "preset=paper")
-    assert paper.returncode == 2 and "Traceback" not in paper.stderr, paper.stderr[-3000:]
-    assert "preset: checkpoint 'tiny', this run 'paper'" in paper.stderr
-    assert "model_overrides.latent_dim: checkpoint 32, this run 256" in paper.stderr
+    capsys.readouterr()
+    assert train_main([*common, "preset=paper"]) == 2
+    err = capsys.readouterr().err
+    assert "preset: checkpoint 'tiny', this run 'paper'" in err
+    assert "model_overrides.latent_dim: checkpoint 32, this run 256" in err
 
     assert _snapshot(run) == before and (run / "config.yaml").read_text() == config_text
     assert (step_dir(run / "checkpoints", 3)).is_dir()
