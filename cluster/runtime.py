@@ -3,8 +3,7 @@
 ``with Runtime(cfg) as rt:`` sets everything up; leaving the block normally shuts down cleanly (watchdog
 stopped on every rank before any rank leaves, so the store host exiting first is not mistaken for a
 failure). Leaving it with an exception in a multi-rank job tells the other ranks, prints the traceback and
-exits this process with status 1 at once, so that nothing waits on a collective that can never complete; a
-ConfigError (bad input or configuration) prints one line instead and exits with status 2.
+exits this process with status 1 at once, so that nothing waits on a collective that can never complete.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from types import TracebackType
 
 import torch.distributed as dist
 
-from actiongpt.config import ConfigError
 from cluster import dist_env as dist_env_mod
 from cluster.preemption import PreemptionHandler
 from cluster.process_group import FailureWatchdog, ProcessGroupInfo, abort_process, destroy, init
@@ -57,10 +55,6 @@ class Runtime:
         if exc is None:
             self.shutdown()
             return False
-        if self.env.world_size > 1 and isinstance(exc, ConfigError):
-            # Bad input or configuration: one line per rank, no traceback, exit 2 as on one process.
-            print(f"[rank {self.env.rank}] error: {exc}", file=sys.stderr, flush=True)
-            abort_process(self.watchdog, f"ConfigError: {exc}", code=2)
         if self.env.world_size > 1:
             text = "".join(traceback.format_exception(exc_type, exc, tb))
             print(f"[rank {self.env.rank}] training failed:\n{text}", file=sys.stderr, flush=True)
