@@ -249,6 +249,9 @@ def part_checkpoint(a: argparse.Namespace, shards: dict[str, Path], work: Path) 
         loads = events(run, "resume")
         out[engine] = {
             "save_seconds": [s["save_seconds"] for s in saves],
+            # of which: sizes and sha256 of every file for the marker (rank 0); and checking them on resume
+            "digest_seconds": [s.get("digest_seconds") for s in saves],
+            "verify_seconds": [x.get("verify_seconds") for x in loads],
             "bytes": saves[-1]["bytes"],
             "load_seconds": [x["load_seconds"] for x in loads],
             "megabytes": round(saves[-1]["bytes"] / 2**20, 2),

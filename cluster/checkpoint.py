@@ -1,9 +1,11 @@
 """Checkpoint directories: ``<run>/checkpoints/step-NNNNNNNN/``, complete only once the marker is written.
 
 Every rank writes its part (DCP files or DeepSpeed shards) into the step directory; after a barrier rank 0
-writes ``COMPLETE`` (JSON: step, world size, engine, ...) atomically, *last*. A directory without a valid
-marker — a save killed half-way, even with ``kill -9`` — is never resumed from, and is removed later. Resume
-picks the newest complete directory; the last ``keep_last`` complete ones are kept.
+writes ``COMPLETE`` (JSON: step, world size, engine, the size and sha256 of every file, ...) atomically,
+*last*. A directory without a valid marker — a save killed half-way, even with ``kill -9`` — is never resumed
+from, and is removed later. Resume takes the newest complete directory whose files still match their
+recorded sizes and digests (damaged ones are named and skipped); rotation keeps the newest ``keep_last``
+checkpoints not known to be damaged.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import torch.distributed as dist
+
+from actiongpt.config import ConfigError
+from cluster.checkpoint_digest import damage, file_records
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +123,7 @@ def _barrier() -> None:
 
 
 class CheckpointManager:
-    """Collective save into step directories with completion markers, keep-last-K pruning and discovery."""
+    """Collective save into step directories with completion markers, keep-last-K rotation and discovery."""
 
     def __init__(self, root: Path, keep_last: int, rank: int):
         if keep_last < 1:
@@ -126,9 +131,39 @@ class CheckpointManager:
         self.root = Path(root)
         self.keep_last = keep_last
         self.rank = rank
+        self.damaged: set[Path] = set()  # complete checkpoints whose files failed verification
 
     def latest(self) -> CheckpointInfo | None:
         return latest(self.root)
+
+    def newest_usable(self, check: Callable[[CheckpointInfo], None]) -> CheckpointInfo | None:
+        """Collective: the newest complete checkpoint whose files match its marker, or None when there is
+        none. Every rank returns the same checkpoint or raises the same ConfigError.
+
+        ``check`` raises ConfigError when a checkpoint belongs to another experiment; it runs on the marker
+        alone, before any file is read. A damaged checkpoint is named in a warning and skipped in favour of
+        the next older one; when every complete checkpoint is damaged this raises ConfigError.
+        """
+        found: list[Any] = [scan(self.root)[0] if self.rank == 0 else None]
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.broadcast_object_list(found, src=0)  # one listing for all ranks
+        complete: list[CheckpointInfo] = found[0]
+        problems: list[str] = []
+        for info in reversed(complete):
+            check(info)
+            why = damage(info.path, info.meta)
+            if why is None:
+                return info
+            self.damaged.add(info.path)
+            problems.append(f"{info.path.name}: {why}")
+            if self.rank == 0:
+                log.warning("checkpoint %s is damaged (%s); trying the one before it", info.path, why)
+        if problems:
+            raise ConfigError(
+                f"{self.root}: no usable checkpoint, every complete one is damaged ({'; '.join(problems)}); "
+                "move them away to start this run again from step 0, or restore them from a copy"
+            )
+        return None
 
     def save(self, step: int, write: Callable[[Path], None], meta: Mapping[str, Any]) -> CheckpointInfo:
         """Collective: every rank calls ``write(step_dir)``; the marker is written after all have finished.
@@ -145,14 +180,19 @@ class CheckpointManager:
                 # shard of another world size survives next to the new ones.
                 shutil.rmtree(path)
             path.mkdir(parents=True)
+        self.damaged.discard(path)
         _barrier()
         write(path)
         _barrier()  # every rank's files are on disk before the marker says so
+        t1 = time.perf_counter()
+        files = file_records(path)  # collective: the ranks share the hashing
         full_meta = dict(meta)
         full_meta["step"] = step
+        full_meta["files"] = files
+        full_meta["bytes"] = sum(rec["bytes"] for rec in files.values())
+        full_meta["digest_seconds"] = round(time.perf_counter() - t1, 4)
         full_meta["save_seconds"] = round(time.perf_counter() - t0, 4)
         if self.rank == 0:
-            full_meta["bytes"] = dir_bytes(path)
             self._before_marker(path)
             write_marker(path, full_meta)
             self.prune()
@@ -174,16 +214,22 @@ class CheckpointManager:
         return incomplete
 
     def prune(self) -> list[Path]:
-        """Rank 0: delete complete checkpoints beyond the newest ``keep_last``, and incomplete directories
-        older than the newest complete one. Returns the removed paths."""
+        """Rank 0: keep the newest ``keep_last`` complete checkpoints not known to be damaged; delete every
+        complete checkpoint older than the oldest of those, and incomplete directories older than the newest
+        complete one. A damaged checkpoint never takes a good one's place. Returns the removed paths."""
         if self.rank != 0:
             return []
         complete, incomplete = scan(self.root)
+        good = [c for c in complete if c.path not in self.damaged]
         removed: list[Path] = []
+        if len(good) >= self.keep_last:
+            oldest_kept = good[-self.keep_last].step
+            for info in complete:
+                if info.step < oldest_kept:
+                    shutil.rmtree(info.path, ignore_errors=True)
+                    self.damaged.discard(info.path)
+                    removed.append(info.path)
         newest = complete[-1].step if complete else -1
-        for info in complete[: max(len(complete) - self.keep_last, 0)]:
-            shutil.rmtree(info.path, ignore_errors=True)
-            removed.append(info.path)
         for path in incomplete:
             m = _STEP_DIR.match(path.name)
             if m and int(m.group(1)) < newest:
