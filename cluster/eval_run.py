@@ -34,6 +34,7 @@ from cluster.eval_report import (
     read_metrics,
     write_outputs,
 )
+from cluster.eval_retrieval import attach_extra, build_extra_metrics, preflight_extra, run_extra, write_extra
 from cluster.evaluator import EvalResult, EvalSettings, eval_runtime, evaluate
 
 log = logging.getLogger(__name__)
@@ -151,19 +152,23 @@ def evaluate_in_runtime(cfg: EvalConfig, rt: Any) -> EvalResult | None:
         model, mean=cfg.mean, fact=cfg.fact, slerp_window=cfg.slerp_window, align=cfg.align, yaw=cfg.yaw
     )
     settings = EvalSettings(seed=cfg.seed, num_samples=cfg.num_samples, floor=cfg.floor, heading=cfg.heading)
+    skeleton = _skeleton(cfg)
+    extra = build_extra_metrics(cfg, manifest, skeleton, device)  # None: APE/AVE alone
     result = evaluate(
         batches,
         generate_fn,
         mean,
         std,
         settings=settings,
-        skeleton=_skeleton(cfg),
+        skeleton=skeleton,
         expected_count=None if cfg.max_batches else loader.num_samples,
         device=device,
         progress=cfg.progress and rt.rank == 0,
         total_batches=total,
         keep_renders=cfg.renders,
+        observers=[extra.observe] if extra is not None else (),
     )
+    extras = run_extra(extra, cfg, manifest, rt)  # collective: every rank, before rank 0 goes on
     if result is None:
         return None
     model_name = str(meta.get("model"))
@@ -182,6 +187,9 @@ def evaluate_in_runtime(cfg: EvalConfig, rt: Any) -> EvalResult | None:
         "config": cfglib.to_dict(cfg),
     }
     out = result.out_dir = Path(cfg.output_dir(loader.choice.source))
+    if extras is not None:
+        attach_extra(result, extras, run_meta)
+        write_extra(extras, out, str(run_meta["model_label"]))
     write_outputs(result, out, run_meta)
     cfglib.save(cfg, out / "config.yaml")
     if cfg.renders and result.renders:
@@ -246,6 +254,7 @@ def preflight(cfg: EvalConfig) -> None:
     if meta.get("model"):
         _check_mode(str(meta["model"]), mode, cfg)
     _text_choice(cfg, meta, cfg.checkpoint, warn=False).resolve(manifest.text)
+    preflight_extra(cfg, manifest)
 
 
 def keep_freed_memory() -> bool:

@@ -8,6 +8,8 @@ from typing import Any
 from actiongpt.config import ConfigError, from_dict
 from actiongpt.models.base import MotionModel
 from actiongpt.models.configs import MotionClipConfig, TeachConfig, TemosConfig
+from actiongpt.models.evaluator import ContrastiveEvaluator
+from actiongpt.models.evaluator_config import EvaluatorConfig
 from actiongpt.models.motionclip import MotionCLIP
 from actiongpt.models.teach import TEACH
 from actiongpt.models.temos import TEMOS
@@ -16,6 +18,8 @@ MODELS: dict[str, tuple[type[MotionModel], type]] = {
     "temos": (TEMOS, TemosConfig),
     "teach": (TEACH, TeachConfig),
     "motionclip": (MotionCLIP, MotionClipConfig),
+    # not a generator: the contrastive text-motion model the retrieval metrics are measured with
+    "evaluator": (ContrastiveEvaluator, EvaluatorConfig),
 }
 MODEL_NAMES = tuple(MODELS)
 
