@@ -16,6 +16,7 @@ not HumanML3D numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -30,7 +31,7 @@ from actiongpt import config as cfglib
 from actiongpt.metrics_physics import PHYSICS_KEYS, physics_sums
 from actiongpt.models.inputs import TextBatch
 from actiongpt.motion.joints_fast import MMM21Joints
-from actiongpt.motion.skeleton import Skeleton
+from actiongpt.motion.skeleton import Skeleton, bundled_skeleton
 from cluster.eval_embeddings import (
     EXTRA_KEYS,
     RETRIEVAL_KEYS,
@@ -371,3 +372,45 @@ def write_extra(extras: Mapping[str, Any], out: Path, label: str) -> None:
     out = Path(out)
     _atomic_write(out / EXTRA_JSON, json.dumps(finite(dict(extras)), indent=2))
     _atomic_write(out / EXTRA_TABLE, extra_table(extras, label) + "\n")
+
+
+def evaluator_quality(cfg: Any, splits: list[str]) -> dict[str, dict[str, Any]] | None:
+    """The evaluator's own retrieval quality on the reference motions of each split: text->motion and
+    motion->text R@1/2/3 in batches of ``retrieval.batch`` (TMR's "guo" protocol). Every rank calls it; rank
+    0 returns {split: scores}. Uses ``evaluator``, ``shards_dir``, the loader and the retrieval fields."""
+    from cluster.evaluator import eval_runtime
+    from shards.manifest import Manifest
+
+    if not cfg.evaluator:
+        raise cfglib.ConfigError("evaluator: not set (a model=evaluator checkpoint)")
+    manifest = Manifest.load(Path(cfg.shards_dir))
+    for split in splits:
+        manifest.mode(split)  # names the built splits when one is missing
+    check_evaluator(cfg.evaluator, manifest)
+    out: dict[str, dict[str, Any]] = {}
+    with eval_runtime(cfg.backend, cfg.dist_timeout_s) as rt:
+        device = torch.device(cfg.device) if cfg.device != "auto" else (rt.pg.device if rt.pg else "cpu")
+        for split in splits:
+            scfg = dataclasses.replace(cfg, split=split, metrics=["retrieval"])
+            extra = build_extra_metrics(scfg, manifest, bundled_skeleton(), torch.device(device))
+            assert extra is not None
+            extra.reference_pass(reference_loader(scfg, extra, manifest, rt.rank, rt.world_size))
+            scores = extra.finish(num_variants=0)
+            if scores is not None:
+                out[split] = scores
+    return out if rt.rank == 0 else None
+
+
+def quality_table(scores: Mapping[str, Mapping[str, Any]]) -> str:
+    """One row per split: text->motion and motion->text R@1/2/3 and the chance level."""
+    head = "| split | items | t2m R@1 | t2m R@2 | t2m R@3 | m2t R@1 | m2t R@2 | m2t R@3 | chance R@1 |"
+    rows = [head, "|---|---:|" + "---:|" * 7]
+    for split, s in scores.items():
+        r = s["reference"]
+        vals = [r[f"t2m_R{k}"] for k in (1, 2, 3)] + [r[f"R_precision_top{k}"] for k in (1, 2, 3)]
+        rows.append(
+            f"| {split} | {s['num_items']} | "
+            + " | ".join(f"{v:.3f}" for v in vals)
+            + f" | {s['chance_top1']:.3f} |"
+        )
+    return "\n".join(rows)
