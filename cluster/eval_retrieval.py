@@ -111,10 +111,16 @@ def _crop(features: Tensor, start: Tensor, length: Tensor) -> Tensor:
 
 
 def _labels(batch: Mapping[str, Any], suffix: str) -> list[str]:
+    """Each sample's text identity (its label) for the action ``suffix`` ("", "_0" or "_1"): ``labels_0``/
+    ``labels_1`` of pair batches, else ``labels`` (one label, or one per action)."""
     labels = batch.get(f"labels{suffix}")
+    if isinstance(labels, list | tuple):
+        return [str(x) for x in labels]
+    labels = batch.get("labels")
     if not isinstance(labels, list | tuple):
         raise EvalError(f"batch has no 'labels{suffix}' list: the text identities retrieval needs")
-    return [str(x[0] if isinstance(x, list | tuple) and len(x) == 1 else x) for x in labels]
+    j = int(suffix[1:]) if suffix else 0
+    return [str(x[j] if isinstance(x, list | tuple) else x) for x in labels]
 
 
 def _drop_invalid(batch: Mapping[str, Any]) -> Mapping[str, Any]:
