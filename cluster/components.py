@@ -21,6 +21,8 @@ from cluster.train_config import TrainConfig
 POOLED_TEXT_MODELS = {"motionclip"}
 # The shard mode each backbone trains on (TEACH: action pairs with transitions; the others: single actions).
 PAIR_MODELS = {"teach"}
+# Models that train on either layout (the text-motion evaluator: each action of a pair is an item).
+ANY_LAYOUT_MODELS = {"evaluator"}
 
 
 def model_config(cfg: TrainConfig) -> Any:
@@ -48,7 +50,7 @@ def load_manifest(cfg: TrainConfig) -> Any:
     manifest = Manifest.load(Path(cfg.shards_dir))
     mode = manifest.mode(cfg.train_split)
     want_pairs = cfg.model.lower() in PAIR_MODELS
-    if want_pairs != (mode == "pairs"):
+    if want_pairs != (mode == "pairs") and cfg.model.lower() not in ANY_LAYOUT_MODELS:
         raise ConfigError(
             f"shards_dir {cfg.shards_dir}: split {cfg.train_split!r} holds {mode!r} samples but model "
             f"{cfg.model!r} trains on {'pairs' if want_pairs else 'single actions (seg/seq)'}"

@@ -8,6 +8,7 @@ whose pooled embeddings are near-duplicates of the true text (cosine >= ``duplic
 label twice in a batch) are masked out as negatives, as TMR does: pushing apart two motions of "walk" only
 teaches the model noise.
 
+TEACH pair shards train it too: each action of a pair is an item (its frames without the transition).
 Negatives are the rank's own micro-batch (no cross-rank gather in the loss).
 """
 
@@ -86,18 +87,53 @@ class ContrastiveEvaluator(MotionModel):
 
     # -- training ------------------------------------------------------------------------------------------
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
-        """InfoNCE loss of a single-action batch; also the batch's top-1 text->motion retrieval accuracy."""
-        require(batch, ["motion", "lengths", "text", "text_mask", "text_pooled"], self.name)
-        motion, lengths = batch["motion"], batch["lengths"]
-        check_motion(motion, lengths, self.nfeats, self.name)
-        lengths = lengths.to(motion.device)
-        motion = motion[:, : int(lengths.max())]
-        text = text_from_batch(batch)
+        """InfoNCE loss of a batch of single actions, or of TEACH pairs (each action of a pair is an item:
+        the first action's frames, and the second's after the transition); also the batch's top-1
+        text->motion retrieval accuracy."""
+        motion, lengths, text, pooled = self._items(batch)
         m = self.embed_motion(motion, lengths)
         t = self.embed_text(text)
-        ignore = duplicate_mask(batch["text_pooled"].to(m.device), self.cfg.duplicate_threshold)
+        ignore = duplicate_mask(pooled.to(m.device), self.cfg.duplicate_threshold)
         loss = info_nce(t, m, self.cfg.temperature, ignore)
         with torch.no_grad():
             sim = (t @ m.T).masked_fill(ignore, float("-inf"))
             acc = (sim.argmax(1) == torch.arange(len(sim), device=sim.device)).float().mean()
         return {"loss": loss, "info_nce": loss.detach(), "t2m_top1": acc}
+
+    def _items(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor, TextBatch, Tensor]:
+        """(motion (N, T, F), lengths (N,), text, pooled text (N, Dp)) of the batch's actions."""
+        if "motion_0" not in batch:
+            require(batch, ["motion", "lengths", "text", "text_mask", "text_pooled"], self.name)
+            motion, lengths = batch["motion"], batch["lengths"]
+            check_motion(motion, lengths, self.nfeats, self.name)
+            lengths = lengths.to(motion.device)
+            return motion[:, : int(lengths.max())], lengths, text_from_batch(batch), batch["text_pooled"]
+        keys = ("motion", "lengths", "text", "text_mask", "text_pooled")
+        require(batch, ["transition_lengths", *(f"{k}_{j}" for j in (0, 1) for k in keys)], self.name)
+        m0, l0 = batch["motion_0"], batch["lengths_0"].to(batch["motion_0"].device)
+        m1, l1 = batch["motion_1"], batch["lengths_1"].to(m0.device)
+        check_motion(m0, l0, self.nfeats, self.name)
+        check_motion(m1, l1, self.nfeats, self.name)
+        tr = batch["transition_lengths"].to(m0.device)
+        l1 = (l1 - tr).clamp_min(1)  # the second action without its transition frames
+        width = int(torch.cat([l0, l1]).max())
+        t = torch.arange(width, device=m0.device)[None, :]
+        idx = (tr[:, None] + t).clamp(max=m1.shape[1] - 1)
+        a1 = m1.gather(1, idx[..., None].expand(-1, -1, m1.shape[-1])) * (t < l1[:, None])[..., None]
+        a0 = torch.zeros_like(a1)
+        n0 = min(width, m0.shape[1])
+        a0[:, :n0] = m0[:, :n0]
+        t0, t1 = text_from_batch(batch, "_0"), text_from_batch(batch, "_1")
+        width_t = max(t0.tokens.shape[1], t1.tokens.shape[1])  # type: ignore[union-attr]
+        tokens = torch.cat([_pad(t0.tokens, width_t), _pad(t1.tokens, width_t)])  # type: ignore[arg-type]
+        mask = torch.cat([_pad(t0.mask, width_t), _pad(t1.mask, width_t)])  # type: ignore[arg-type]
+        pooled = torch.cat([batch["text_pooled_0"], batch["text_pooled_1"]])
+        return torch.cat([a0, a1]), torch.cat([l0, l1]), TextBatch(tokens, mask), pooled
+
+
+def _pad(x: Tensor, width: int) -> Tensor:
+    """Zero-pad dim 1 of (B, L, ...) to ``width`` (False for a bool mask)."""
+    if x.shape[1] == width:
+        return x
+    pad = torch.zeros((x.shape[0], width - x.shape[1], *x.shape[2:]), dtype=x.dtype, device=x.device)
+    return torch.cat([x, pad], 1)
