@@ -305,8 +305,13 @@ def reference_loader(cfg: Any, extra: ExtraMetrics, manifest: Any, rank: int, wo
     return iter(loader)
 
 
-def preflight_extra(cfg: Any, manifest: Any) -> None:
+def preflight_extra(cfg: Any, manifest: Any, checkpoint_meta: Mapping[str, Any] | None = None) -> None:
     """The metric choice and the evaluator checkpoint, checked before any process group exists."""
+    if (checkpoint_meta or {}).get("model") == "evaluator":
+        raise cfglib.ConfigError(
+            f"checkpoint: {cfg.checkpoint} is the text-motion evaluator, not a motion generator; pass it as "
+            "evaluator=... beside a generator's checkpoint"
+        )
     if "retrieval" in metric_groups(cfg):
         check_evaluator(cfg.evaluator, manifest)
 

@@ -254,7 +254,7 @@ def preflight(cfg: EvalConfig) -> None:
     if meta.get("model"):
         _check_mode(str(meta["model"]), mode, cfg)
     _text_choice(cfg, meta, cfg.checkpoint, warn=False).resolve(manifest.text)
-    preflight_extra(cfg, manifest)
+    preflight_extra(cfg, manifest, meta)
 
 
 def keep_freed_memory() -> bool:

@@ -115,8 +115,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     if table is not None:
         print(table)
+        extra = _extra_table(Path(cfg.out_dir))
+        if extra:
+            print("\n" + extra)
         print(f"wrote {cfg.out_dir}/table.md and comparison.json")
     return 0
+
+
+def _extra_table(out: Path) -> str:
+    """The evaluator-based metrics of a comparison's rows (reference motions first), if it computed them."""
+    import json
+
+    from launch.experiment.report_retrieval import NOTE, has_extra, payload, table
+
+    rows = json.loads((out / "comparison.json").read_text())["rows"]
+    payloads = [payload(Path(r["dir"])) for r in rows]
+    if not has_extra(payloads):
+        return ""
+    data = [(r["group"], r["label"], [p]) for r, p in zip(rows, payloads) if p is not None]
+    return table(data, ("model", "method")) + "\n\n" + NOTE
 
 
 def cmd_table(args: argparse.Namespace) -> int:

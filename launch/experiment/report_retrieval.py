@@ -30,7 +30,8 @@ PAIRED_KEYS = ("R_precision_top3", "FID", "MM_dist", "foot_skating")
 NOTE = (
     "The evaluator is a tiny contrastive text-motion model (`model=evaluator`, label text) trained on the "
     "embedded dataset's own shards, so these numbers compare the methods with each other here; they are "
-    "not HumanML3D numbers. Chance R@1 = 1/32 (one true text among 32). The reference motions' row is the "
+    "not HumanML3D numbers. Chance R@1 = 1/32 (one true text among 32, the others of other labels). The "
+    "reference motions' row is the "
     "ceiling (FID 0 by definition). Multimodality needs several samples per text (`eval.base.num_samples`)."
 )
 
