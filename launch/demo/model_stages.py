@@ -221,8 +221,7 @@ def evaluator_run(ctx: DemoContext) -> None:
     if ctx.cfg.train.evaluator_steps == 0:
         print("  train.evaluator_steps = 0: no evaluator (the evaluation reports APE/AVE only)")
         return
-    E.run(*_evaluator_args(ctx), ctx.configs_dir, "actiongpt demo")
-    E.show(ctx.out)
+    E.run(*_evaluator_args(ctx), ctx.configs_dir, "actiongpt demo")  # prints its quality table
 
 
 def evaluator_show(ctx: DemoContext) -> None:

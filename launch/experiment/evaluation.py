@@ -73,8 +73,7 @@ def evaluator_run(cfg: ExperimentConfig, ctx: DemoContext) -> None:
     if cfg.evaluator_steps == 0:
         print("  evaluator_steps = 0: no evaluator (APE/AVE only)")
         return
-    E.run(*_evaluator_args(cfg, ctx), ctx.configs_dir, "actiongpt results")
-    E.show(ctx.out)
+    E.run(*_evaluator_args(cfg, ctx), ctx.configs_dir, "actiongpt results")  # prints its quality
 
 
 def eval_inputs(cfg: ExperimentConfig, ctx: DemoContext) -> dict[str, Any]:
