@@ -30,8 +30,6 @@ from torch import Tensor
 from actiongpt import config as cfglib
 from actiongpt.metrics_physics import PHYSICS_KEYS, physics_sums
 from actiongpt.models.inputs import TextBatch
-from actiongpt.motion.joints_fast import MMM21Joints
-from actiongpt.motion.skeleton import Skeleton, bundled_skeleton
 from cluster.eval_embeddings import (
     EXTRA_KEYS,
     RETRIEVAL_KEYS,
@@ -139,7 +137,6 @@ class ExtraMetrics:
         groups: tuple[str, ...],
         settings: RetrievalSettings,
         *,
-        skeleton: Skeleton,
         feature_mean: Tensor,
         feature_std: Tensor,
         evaluator: Any = None,
@@ -156,7 +153,6 @@ class ExtraMetrics:
         self.evaluator_meta = dict(evaluator_meta or {})
         self.device = torch.device(device)
         self.mean, self.std = feature_mean.to(self.device), feature_std.to(self.device)
-        self.to_joints = MMM21Joints(skeleton, "mmmns")  # metres, y up
         self.seed = seed
         self.part = EmbeddingPart()
         self.seconds = 0.0
@@ -164,13 +160,22 @@ class ExtraMetrics:
     # -- the generation pass (cluster.evaluator.Evaluator observer) -----------------------------------
     @torch.no_grad()
     def observe(
-        self, batch: Mapping[str, Any], variant: int, features: Tensor, joints: Tensor, lengths: Tensor
+        self,
+        batch: Mapping[str, Any],
+        variant: int,
+        features: Tensor,
+        joints: Tensor,
+        reference_joints: Tensor,
+        lengths: Tensor,
     ) -> None:
-        """One generated variant of a batch: unnormalised features (B, T, 135), its MMM-21 joints."""
+        """One generated variant of a batch: unnormalised features (B, T, 135), its MMM-21 joints and the
+        reference's (computed for APE/AVE anyway: the first variant's call scores the reference physics)."""
         t0 = time.perf_counter()
         keys = list(batch["keys"])
         if self.physics:
             self.part.add_physics(keys, variant, physics_sums(joints, lengths, self.settings.fps))
+            if variant == 0:
+                self.part.add_physics(keys, -1, physics_sums(reference_joints, lengths, self.settings.fps))
         if self.retrieval:
             for suffix, start, length, _ in _segments(batch, lengths):
                 emb = self.evaluator.embed_features(_crop(features, start, length), length)
@@ -180,16 +185,13 @@ class ExtraMetrics:
     # -- the reference pass -------------------------------------------------------------------------
     @torch.no_grad()
     def add_reference_batch(self, batch: Mapping[str, Any]) -> None:
-        """A batch of the split read with the evaluator's text: reference embeddings, texts, physics."""
+        """A batch of the split read with the evaluator's text: reference motion and text embeddings."""
         batch = _drop_invalid(batch)
         if not batch["keys"]:
             return
         batch = {k: (v.to(self.device) if isinstance(v, Tensor) else v) for k, v in batch.items()}
         keys = list(batch["keys"])
         feats, lengths = reference_features(batch, self.mean, self.std)
-        if self.physics:
-            joints = self.to_joints.padded(feats, lengths)
-            self.part.add_physics(keys, -1, physics_sums(joints, lengths, self.settings.fps))
         if self.retrieval:
             for suffix, start, length, text_suffix in _segments(batch, lengths):
                 motion = self.evaluator.embed_features(_crop(feats, start, length), length)
@@ -236,9 +238,7 @@ class ExtraMetrics:
         return out
 
 
-def build_extra_metrics(
-    cfg: Any, manifest: Any, skeleton: Skeleton, device: torch.device
-) -> ExtraMetrics | None:
+def build_extra_metrics(cfg: Any, manifest: Any, device: torch.device) -> ExtraMetrics | None:
     """The ExtraMetrics an EvalConfig asks for (None for APE/AVE alone), with the evaluator loaded."""
     groups = metric_groups(cfg)
     if groups == ("ape",):
@@ -269,7 +269,6 @@ def build_extra_metrics(
     return ExtraMetrics(
         groups,
         cfg.retrieval,
-        skeleton=skeleton,
         feature_mean=mean,
         feature_std=std,
         evaluator=model,
@@ -320,7 +319,8 @@ def run_extra(extra: ExtraMetrics | None, cfg: Any, manifest: Any, rt: Any) -> d
     """After the generation pass, every rank: the reference pass, then gather and score (rank 0 returns)."""
     if extra is None:
         return None
-    extra.reference_pass(reference_loader(cfg, extra, manifest, rt.rank, rt.world_size))
+    if extra.retrieval:  # the texts (the evaluator's) and reference embeddings; physics need no second pass
+        extra.reference_pass(reference_loader(cfg, extra, manifest, rt.rank, rt.world_size))
     return extra.finish(cfg.num_samples)
 
 
@@ -403,7 +403,7 @@ def evaluator_quality(cfg: Any, splits: list[str]) -> dict[str, dict[str, Any]] 
         device = torch.device(cfg.device) if cfg.device != "auto" else (rt.pg.device if rt.pg else "cpu")
         for split in splits:
             scfg = dataclasses.replace(cfg, split=split, metrics=["retrieval"])
-            extra = build_extra_metrics(scfg, manifest, bundled_skeleton(), torch.device(device))
+            extra = build_extra_metrics(scfg, manifest, torch.device(device))
             assert extra is not None
             extra.reference_pass(reference_loader(scfg, extra, manifest, rt.rank, rt.world_size))
             scores = extra.finish(num_variants=0)

@@ -152,15 +152,14 @@ def evaluate_in_runtime(cfg: EvalConfig, rt: Any) -> EvalResult | None:
         model, mean=cfg.mean, fact=cfg.fact, slerp_window=cfg.slerp_window, align=cfg.align, yaw=cfg.yaw
     )
     settings = EvalSettings(seed=cfg.seed, num_samples=cfg.num_samples, floor=cfg.floor, heading=cfg.heading)
-    skeleton = _skeleton(cfg)
-    extra = build_extra_metrics(cfg, manifest, skeleton, device)  # None: APE/AVE alone
+    extra = build_extra_metrics(cfg, manifest, device)  # None: APE/AVE alone
     result = evaluate(
         batches,
         generate_fn,
         mean,
         std,
         settings=settings,
-        skeleton=skeleton,
+        skeleton=_skeleton(cfg),
         expected_count=None if cfg.max_batches else loader.num_samples,
         device=device,
         progress=cfg.progress and rt.rank == 0,

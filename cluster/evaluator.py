@@ -47,9 +47,9 @@ from actiongpt.motion.skeleton import Skeleton, bundled_skeleton
 log = logging.getLogger(__name__)
 
 GenerateFn = Callable[[Mapping[str, Any], list[int]], Tensor]
-# Sees every generated variant: (valid samples' batch, variant, features (B, T, 135), MMM-21 joints, lengths)
-# -- the evaluator-based metrics (cluster.eval_retrieval) reuse the features and joints computed here.
-Observer = Callable[[Mapping[str, Any], int, Tensor, Tensor, Tensor], None]
+# Sees every generated variant: (valid samples' batch, variant, features (B, T, 135), MMM-21 joints, the
+# reference's MMM-21 joints, lengths) -- the evaluator-based metrics (cluster.eval_retrieval) reuse them.
+Observer = Callable[[Mapping[str, Any], int, Tensor, Tensor, Tensor, Tensor], None]
 
 __all__ = [
     "EvalError",
@@ -343,7 +343,7 @@ class Evaluator:
             gen = self._check_generated(gen, keys, ref_len)
             gen_joints = self.joints(gen, ref_len)
             for observe in self.observers:
-                observe(batch, j, gen, gen_joints, ref_len)
+                observe(batch, j, gen, gen_joints, ref_joints, ref_len)
             terms = sums.update(gen_joints, ref_joints, ref_len, reference_lengths=ref_len)
             if j == 0 and self.keep_renders > 0:
                 self._keep_for_renders(keys, texts, gen_joints, ref_joints, ref_len)

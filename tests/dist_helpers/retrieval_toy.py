@@ -47,7 +47,6 @@ def retrieval_worker(rank: int, world: int, port: int, out_dir: str, options: di
         OMP_NUM_THREADS="1",
     )
     torch.set_num_threads(1)
-    from actiongpt.motion.skeleton import bundled_skeleton
     from cluster.eval_embeddings import combine, score
     from cluster.eval_metrics_config import RetrievalSettings
     from cluster.eval_retrieval import ExtraMetrics
@@ -63,7 +62,6 @@ def retrieval_worker(rank: int, world: int, port: int, out_dir: str, options: di
             extra = ExtraMetrics(
                 ("ape", "retrieval", "physics"),
                 settings,
-                skeleton=bundled_skeleton(),
                 feature_mean=mean,
                 feature_std=std,
                 evaluator=tiny_evaluator(mean, std),
