@@ -18,7 +18,7 @@ same config) and prints one table.
 With ``evaluator=<a model=evaluator checkpoint>`` (trained with ``actiongpt train -c
 configs/train/evaluator.yaml``) ``run`` also reports R-precision top-1/2/3, FID, diversity, multimodality
 (``num_samples`` >= 2), MM-Dist and the physics metrics (foot skating, floor penetration, floating, jerk),
-with the reference motions as the first row, in ``extra_metrics.md``/``.json``; ``metrics=[ape,physics]``
+with the reference motions as the first row, in ``extra_metrics.md``/``.json``; ``--metrics ape,physics``
 picks groups. The evaluator is trained on the embedded dataset: its numbers compare methods here, they are
 not HumanML3D numbers. ``evaluator`` prints the evaluator's own retrieval quality on reference motions.
 Exit codes: 0 done; 2 user or configuration error.
@@ -56,6 +56,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg.out_dir = args.out_dir
     if args.no_progress:
         cfg.progress = False
+    if args.metrics:
+        cfg.metrics = [m for m in args.metrics.split(",") if m]
     try:
         result = run_eval(cfg)
     except _user_errors() as exc:
@@ -175,6 +177,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_args(run, [DEFAULT_CONFIG])
     run.add_argument("--out-dir", help="output folder (overrides out_dir)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--metrics",
+        help="comma-separated groups: ape,retrieval,physics (default: all with evaluator=..., else ape)",
+    )
     run.set_defaults(func=cmd_run)
 
     ev = sub.add_parser(
