@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from actiongpt.config import ConfigError
+from cluster.eval_metrics_config import RetrievalSettings
 
 
 @dataclasses.dataclass
@@ -42,6 +43,11 @@ class EvalConfig:
     body: Literal["bundled", "smplh"] = "bundled"  # skeleton for the joints
     smplh_path: str | None = None  # SMPL-H model file/folder when body = smplh
     gender: str = "male"
+    # --- evaluator-based metrics (cluster.eval_retrieval): a model=evaluator checkpoint; the groups beside
+    # APE/AVE (ape, retrieval, physics; None = all with an evaluator, else APE/AVE alone)
+    evaluator: str = ""
+    metrics: list[str] | None = None
+    retrieval: RetrievalSettings = dataclasses.field(default_factory=RetrievalSettings)
     # --- execution
     batch_size: int = 64
     num_workers: int = 0

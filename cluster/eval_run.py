@@ -35,6 +35,7 @@ from cluster.eval_report import (
     read_metrics,
     write_outputs,
 )
+from cluster.eval_retrieval import attach_extra, build_extra_metrics, preflight_extra, run_extra, write_extra
 from cluster.evaluator import EvalResult, eval_runtime, evaluate
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ def evaluate_in_runtime(cfg: EvalConfig, rt: Any) -> EvalResult | None:
         model, mean=cfg.mean, fact=cfg.fact, slerp_window=cfg.slerp_window, align=cfg.align, yaw=cfg.yaw
     )
     settings = cfg.scoring()
+    extra = build_extra_metrics(cfg, manifest, device)  # None: APE/AVE alone
     result = evaluate(
         batches,
         generate_fn,
@@ -154,7 +156,9 @@ def evaluate_in_runtime(cfg: EvalConfig, rt: Any) -> EvalResult | None:
         progress=cfg.progress and rt.rank == 0,
         total_batches=total,
         keep_renders=cfg.renders,
+        observers=[extra.observe] if extra is not None else (),
     )
+    extras = run_extra(extra, cfg, manifest, rt)  # collective: every rank, before rank 0 goes on
     if result is None:
         return None
     model_name = str(meta.get("model"))
@@ -173,6 +177,9 @@ def evaluate_in_runtime(cfg: EvalConfig, rt: Any) -> EvalResult | None:
         "config": cfglib.to_dict(cfg),
     }
     out = result.out_dir = Path(cfg.output_dir(loader.choice.source))
+    if extras is not None:
+        attach_extra(result, extras, run_meta)
+        write_extra(extras, out, str(run_meta["model_label"]))
     write_outputs(result, out, run_meta)
     cfglib.save(cfg, out / "config.yaml")
     if cfg.renders and result.renders:
@@ -237,6 +244,7 @@ def preflight(cfg: EvalConfig) -> None:
     if meta.get("model"):
         _check_mode(str(meta["model"]), mode, cfg)
     _text_choice(cfg, meta, cfg.checkpoint, warn=False).resolve(manifest.text)
+    preflight_extra(cfg, manifest, meta)
 
 
 def keep_freed_memory() -> bool:

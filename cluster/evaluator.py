@@ -47,6 +47,9 @@ from actiongpt.motion.skeleton import Skeleton, bundled_skeleton
 log = logging.getLogger(__name__)
 
 GenerateFn = Callable[[Mapping[str, Any], list[int]], Tensor]
+# Sees every generated variant: (valid samples' batch, variant, features (B, T, 135), MMM-21 joints, the
+# reference's MMM-21 joints, lengths) -- the evaluator-based metrics (cluster.eval_retrieval) reuse them.
+Observer = Callable[[Mapping[str, Any], int, Tensor, Tensor, Tensor, Tensor], None]
 
 __all__ = [
     "EvalError",
@@ -54,6 +57,7 @@ __all__ = [
     "EvalSettings",
     "Evaluator",
     "GenerateFn",
+    "Observer",
     "RenderSample",
     "SampleRecord",
     "eval_runtime",
@@ -283,8 +287,10 @@ class Evaluator:
         texts: Mapping[str, Any] | None = None,
         device: torch.device | str = "cpu",
         keep_renders: int = 0,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.generate_fn = generate_fn
+        self.observers = list(observers)
         self.settings = settings or EvalSettings()
         self.device = torch.device(device)
         self.mean = torch.as_tensor(feature_mean, dtype=torch.float32).to(self.device)
@@ -336,6 +342,8 @@ class Evaluator:
             gen = self.generate_fn(batch, seeds)
             gen = self._check_generated(gen, keys, ref_len)
             gen_joints = self.joints(gen, ref_len)
+            for observe in self.observers:
+                observe(batch, j, gen, gen_joints, ref_joints, ref_len)
             terms = sums.update(gen_joints, ref_joints, ref_len, reference_lengths=ref_len)
             if j == 0 and self.keep_renders > 0:
                 self._keep_for_renders(keys, texts, gen_joints, ref_joints, ref_len)
@@ -502,6 +510,7 @@ def evaluate(
     progress: bool = False,
     total_batches: int | None = None,
     keep_renders: int = 0,
+    observers: Sequence[Observer] = (),
 ) -> EvalResult | None:
     """Evaluate this rank's ``batches``, combine over the process group (if any); rank 0 gets the result."""
     ev = Evaluator(
@@ -513,6 +522,7 @@ def evaluate(
         texts=texts,
         device=device,
         keep_renders=keep_renders,
+        observers=observers,
     )
     ev.run(batches, progress=progress, total=total_batches)
     return ev.finalize(expected_count)

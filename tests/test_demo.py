@@ -16,7 +16,7 @@ from launch.demo.context import DemoConfig, DemoContext, Stage
 from launch.demo.model_stages import loss_summary
 
 REPO = Path(__file__).resolve().parents[1]
-STAGE_ORDER = ["data", "stats", "describe", "embed", "shards", "train", "eval", "report"]
+STAGE_ORDER = ["data", "stats", "describe", "embed", "shards", "train", "evaluator", "eval", "report"]
 
 
 @pytest.fixture(autouse=True)
@@ -224,6 +224,7 @@ def test_demo_end_to_end_small(tmp_path, capsys) -> None:
         "k=2",
         "train.steps.teach=12",
         "train.ckpt_every=6",
+        "train.evaluator_steps=6",
         "eval.renders=1",
     ]
     capsys.readouterr()
@@ -243,6 +244,7 @@ def test_demo_end_to_end_small(tmp_path, capsys) -> None:
             assert metrics["world_size"] == 2 and metrics["meta"]["split"] == split
             assert len(list((d / "renders").glob("*.gif"))) == 1
     assert ".gif`" in results
+    assert "## Evaluator-based metrics" in results and "| TEACH | reference motions |" in results
     for method in ("default", "actiongpt"):
         s = loss_summary(out / "runs" / f"teach-{method}")
         assert s["steps"] == 12

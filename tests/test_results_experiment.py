@@ -146,6 +146,7 @@ def test_train_eval_report_end_to_end_and_a_rerun_skips_finished_runs(
         jobs=2,
         train_overrides=["batch_size=4"],
         compact_aggregators=["sentence_mean"],
+        evaluator_steps=8,  # a few steps: the wiring, not the evaluator's quality, is tested here
     )
     ctx = DemoContext(cfg.demo_config())
     specs = planned_runs(cfg)
@@ -183,6 +184,12 @@ def test_train_eval_report_end_to_end_and_a_rerun_skips_finished_runs(
     compact = RunSpec("teach", "actiongpt", 1, 2, "sentence_mean")
     assert load_exported(run_dir(cfg, compact) / "model.pt")[1]["aggregator"] == "sentence_mean"
 
+    from launch.results.evaluation import evaluator_done, evaluator_run
+
+    assert not evaluator_done(cfg, ctx)
+    evaluator_run(cfg, ctx)  # one tiny evaluator for every run, its own retrieval quality printed
+    assert evaluator_done(cfg, ctx)
+    assert "| val | 24 |" in (Path(cfg.out) / "eval" / "evaluator" / "evaluator_quality.md").read_text()
     eval_all(cfg, ctx)
     assert eval_done(cfg, ctx)
     k1 = json.loads((eval_dir(cfg, RunSpec("teach", "actiongpt", 1, 1), "val") / "metrics.json").read_text())
@@ -198,6 +205,13 @@ def test_train_eval_report_end_to_end_and_a_rerun_skips_finished_runs(
     assert " of 2 |" in text  # paired by seed
     assert "| TEACH | Action-GPT k=2 sentence_mean | 2 |" in text  # compact aggregators' table
     assert "- TEACH `sentence_mean`, val: − original aggregation" in text
+    # the evaluator's metrics: every evaluation names its checkpoint; Table 1 rows with the reference first,
+    # paired per-seed tests
+    assert k1["meta"]["evaluator"]["checkpoint"].endswith("runs/evaluator/model.pt")
+    assert "R_precision_top1" in k1["metrics"] and "foot_skating" in k1["metrics"]
+    section = text.split("## Evaluator-based metrics", 1)[1]
+    assert "not HumanML3D numbers" in section and "| TEACH | reference motions | – |" in section
+    assert "| TEACH | Action-GPT (k=2) | 2 |" in section and "| TEACH | R@3 ↑ |" in section
     assert (Path(cfg.doc).parent / "results_training_curves.png").stat().st_size > 1000
     # the reported mean is the mean of the two seeds' metrics files
     vals = [

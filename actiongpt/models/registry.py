@@ -22,6 +22,8 @@ from actiongpt.models.configs import (
     TemosConfig,
     TemosLossWeights,
 )
+from actiongpt.models.evaluator import ContrastiveEvaluator
+from actiongpt.models.evaluator_config import EvaluatorConfig
 from actiongpt.models.motionclip import MotionCLIP
 from actiongpt.models.teach import TEACH
 from actiongpt.models.temos import TEMOS
@@ -45,6 +47,7 @@ class BackboneSpec:
     losses: type | None = None  # the dataclass of loss-term weights (its fields name the terms)
     rootless: bool = False  # predicts local pose only (no trajectory): root metrics are not reported
     either_layout: bool = False  # trains on pair or single-action shards alike (``pairs`` is then moot)
+    generates: bool = True  # generates motion from text (False: scores text-motion pairs only)
 
     def text_dim(self, pooled_dim: int, token_dim: int) -> int:
         """The text width this backbone consumes from shards or an embedder with these widths."""
@@ -92,6 +95,19 @@ BACKBONES: dict[str, BackboneSpec] = {
             display_name="MotionCLIP",
             losses=MotionClipLossWeights,
             rootless=True,
+        ),
+        # Not a generator: the contrastive text-motion model the retrieval metrics are measured with.
+        BackboneSpec(
+            name="evaluator",
+            model_cls=ContrastiveEvaluator,
+            config_cls=EvaluatorConfig,
+            text="tokens",
+            pairs=False,
+            either_layout=True,
+            batch_size=32,
+            epochs=100,
+            display_name="Text-motion evaluator",
+            generates=False,
         ),
     )
 }

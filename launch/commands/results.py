@@ -10,8 +10,11 @@ Stages (each skips work already done from the same inputs, like ``actiongpt demo
 6.   ``train``  - Default and Action-GPT runs of every backbone for every seed, the k ablation runs and the
      compact-aggregator runs, ``jobs`` at a time (logs in ``<out>/logs/``); rerunning resumes interrupted
      runs;
-7.   ``eval``   - APE/AVE of every run on every split (``actiongpt eval compare`` under torchrun);
-8.   ``report`` - ``<out>/results.md`` (and ``--doc``): Table 1 and Table 2 analogues as mean ± std over
+7.   ``evaluator`` - one tiny contrastive text-motion evaluator (``evaluator_steps``; 0 = none) and its own
+     retrieval quality on the reference motions;
+8.   ``eval``   - APE/AVE of every run on every split, with the evaluator R-precision, FID, diversity,
+     MM-Dist and physics (``actiongpt eval compare`` under torchrun);
+9.   ``report`` - ``<out>/results.md`` (and ``--doc``): Table 1 and Table 2 analogues as mean ± std over
      seeds, per-seed paired differences, the compact aggregators against the original, training losses
      and a training-curve picture.
 
@@ -32,7 +35,7 @@ from launch.demo.stages import STAGES as DEMO_STAGES
 from launch.demo.stages import add_stage_args, run_stages
 from launch.errors import UserError
 from launch.results.config import ExperimentConfig, planned_runs
-from launch.results.evaluation import eval_all, eval_done
+from launch.results.evaluation import eval_all, eval_done, evaluator_done, evaluator_run
 from launch.results.report import RESULTS_FILE, write_report
 from launch.results.training import run_done, train_all
 
@@ -55,6 +58,12 @@ def stages(cfg: ExperimentConfig) -> list[Stage]:
             "compact aggregators)",
             lambda ctx: train_all(cfg, ctx),
             lambda ctx: all(run_done(cfg, ctx, s) for s in planned_runs(cfg)),
+        ),
+        Stage(
+            "evaluator",
+            f"train the text-motion evaluator ({cfg.evaluator_steps} steps) every run is scored with",
+            lambda ctx: evaluator_run(cfg, ctx),
+            lambda ctx: evaluator_done(cfg, ctx),
         ),
         Stage(
             "eval",

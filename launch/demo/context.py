@@ -27,6 +27,8 @@ class DemoTrainConfig:
     nproc: int = 2
     # optimizer steps per run; chosen so that the whole TEACH demo stays under 10 min on 2 cores
     steps: dict[str, int] = field(default_factory=lambda: {"teach": 400, "temos": 600, "motionclip": 200})
+    # the contrastive text-motion evaluator (R-precision, FID, ...): steps; 0 = none (APE/AVE only)
+    evaluator_steps: int = 300
     ckpt_every: int = 100  # an interrupted demo resumes from here
     log_every: int = 100
     val_every: int = 0  # the eval stage measures the models; 0 keeps training fast

@@ -205,6 +205,43 @@ def train_show(ctx: DemoContext) -> None:
         print(f"  {run_name(backbone, method)}: {loss_summary(ctx.run_dir(backbone, method))['text']}")
 
 
+# --- stage: evaluator (launch/demo/evaluator_stage.py) ---------------------------------------------------
+
+
+def _evaluator_args(ctx: DemoContext) -> tuple[Path, Path, int, int, list[str]]:
+    from launch.demo import evaluator_stage as E
+
+    shards = E.shards_for(ctx.shards_dir, ctx.layouts)
+    return ctx.out, shards, ctx.cfg.train.evaluator_steps, ctx.cfg.train.nproc, list(ctx.cfg.eval.splits)
+
+
+def evaluator_done(ctx: DemoContext) -> bool:
+    from launch.demo import evaluator_stage as E
+
+    return ctx.cfg.train.evaluator_steps == 0 or E.done(*_evaluator_args(ctx))
+
+
+def evaluator_run(ctx: DemoContext) -> None:
+    from launch.demo import evaluator_stage as E
+
+    if ctx.cfg.train.evaluator_steps == 0:
+        print("  train.evaluator_steps = 0: no evaluator (the evaluation reports APE/AVE only)")
+        return
+    E.run(*_evaluator_args(ctx), ctx.configs_dir, "actiongpt demo")  # prints its quality table
+
+
+def evaluator_show(ctx: DemoContext) -> None:
+    from launch.demo import evaluator_stage as E
+
+    E.show(ctx.out)
+
+
+def _evaluator_file(ctx: DemoContext) -> Path | None:
+    from launch.demo import evaluator_stage as E
+
+    return E.model_file(ctx.out) if ctx.cfg.train.evaluator_steps else None
+
+
 # --- stage: eval -----------------------------------------------------------------------------------------
 
 
@@ -235,6 +272,9 @@ def compare_config(ctx: DemoContext) -> Any:
                     )
                 )
     base = {"renders": ctx.cfg.eval.renders, **ctx.cfg.eval.base}
+    evaluator = _evaluator_file(ctx)
+    if evaluator is not None:  # R-precision, FID, diversity, MM-Dist and physics beside APE/AVE
+        base = {"evaluator": str(evaluator), **base}
     return CompareConfig(out_dir=str(ctx.eval_dir), base=base, rows=rows)
 
 
@@ -246,6 +286,7 @@ def eval_inputs(ctx: DemoContext) -> dict[str, Any]:
     return {
         "compare": cfglib.to_dict(compare_config(ctx)),
         "models": files_sha256([_model_file(ctx, b, m) for b, m in runs(ctx)]),
+        "evaluator": files_sha256([p for p in [_evaluator_file(ctx)] if p is not None]),
         "nproc": ctx.cfg.eval.nproc,
     }
 
@@ -291,5 +332,7 @@ def eval_show(ctx: DemoContext) -> None:
         mm = data["metrics"]
         print(
             f"  {row_name(b, s, m)}: {data.get('num_sequences')} samples, APE root {mm['APE_root']:.3f}, "
-            f"AVE root {mm['AVE_root']:.3f} -> {d}"
+            f"AVE root {mm['AVE_root']:.3f}"
+            + (f", R@1 {mm['R_precision_top1']:.3f}, FID {mm['FID']:.3f}" if "FID" in mm else "")
+            + f" -> {d}"
         )

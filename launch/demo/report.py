@@ -111,6 +111,9 @@ def results_markdown(ctx: DemoContext) -> str:
         table, count = split_table(ctx, split)
         title = SPLIT_TITLES.get(split, f"{split} split")
         out += ["", f"## Table 1 layout: {title}, {count} samples", "", table]
+    from launch.results.report_retrieval import demo_sections
+
+    out += demo_sections(ctx)  # R-precision, FID, physics: when the evaluation had an evaluator
     out += [
         "",
         "## Training",

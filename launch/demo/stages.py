@@ -143,8 +143,15 @@ STAGES: list[Stage] = [
         model_stages.train_show,
     ),
     Stage(
+        "evaluator",
+        "train the text-motion evaluator (torchrun) and measure its retrieval on reference motions",
+        model_stages.evaluator_run,
+        model_stages.evaluator_done,
+        model_stages.evaluator_show,
+    ),
+    Stage(
         "eval",
-        "distributed evaluation (APE/AVE) on val and zeroshot, with renders (torchrun)",
+        "distributed evaluation (APE/AVE; R-precision, FID, physics) on val and zeroshot, with renders",
         model_stages.eval_run,
         model_stages.eval_done,
         model_stages.eval_show,

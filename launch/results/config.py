@@ -50,6 +50,9 @@ class ExperimentConfig:
     splits: list[str] = field(default_factory=lambda: ["val", "zeroshot"])
     eval_nproc: int = 2
     eval_base: dict[str, Any] = field(default_factory=dict)  # more EvalConfig fields for every evaluation
+    # the contrastive text-motion evaluator every run is scored with (R-precision, FID, ...): training steps
+    # of its one tiny model (seed of configs/train/evaluator.yaml); 0 = none, APE/AVE only
+    evaluator_steps: int = 1500
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.backbones) - set(BACKBONES))
@@ -84,6 +87,8 @@ class ExperimentConfig:
         for b in self.backbones:
             if self.steps.get(b, 0) < 1:
                 raise ConfigError(f"steps.{b}: must be >= 1 (got {self.steps.get(b)})")
+        if self.evaluator_steps < 0:
+            raise ConfigError(f"evaluator_steps: must be >= 0, got {self.evaluator_steps}")
         if self.nproc < 1 or self.jobs < 1 or self.eval_nproc < 1:
             raise ConfigError("nproc, jobs and eval_nproc must be >= 1")
         bad = sorted(set(self.splits) - set(SPLITS))

@@ -3,6 +3,7 @@ under torchrun (one process group, the models loaded one after another)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from actiongpt import config as cfglib
@@ -39,13 +40,46 @@ def compare_config(cfg: ExperimentConfig, ctx: DemoContext) -> Any:
                 )
             )
     base = {"renders": 0, **cfg.eval_base}
+    evaluator = evaluator_file(cfg, ctx)
+    if evaluator is not None:  # R-precision, FID, diversity, MM-Dist and physics beside APE/AVE
+        base = {"evaluator": str(evaluator), **base}
     return CompareConfig(out_dir=str(ctx.out / "eval"), base=base, rows=rows)
+
+
+def evaluator_file(cfg: ExperimentConfig, ctx: DemoContext) -> Path | None:
+    from launch.demo import evaluator_stage as E
+
+    return E.model_file(ctx.out) if cfg.evaluator_steps else None
+
+
+def _evaluator_args(cfg: ExperimentConfig, ctx: DemoContext) -> tuple[Path, Path, int, int, list[str]]:
+    from launch.demo import evaluator_stage as E
+
+    shards = E.shards_for(ctx.shards_dir, ctx.layouts)
+    return ctx.out, shards, cfg.evaluator_steps, cfg.eval_nproc, list(cfg.splits)
+
+
+def evaluator_done(cfg: ExperimentConfig, ctx: DemoContext) -> bool:
+    from launch.demo import evaluator_stage as E
+
+    return cfg.evaluator_steps == 0 or E.done(*_evaluator_args(cfg, ctx))
+
+
+def evaluator_run(cfg: ExperimentConfig, ctx: DemoContext) -> None:
+    """One tiny evaluator for every run (the same yardstick), its own retrieval quality printed."""
+    from launch.demo import evaluator_stage as E
+
+    if cfg.evaluator_steps == 0:
+        print("  evaluator_steps = 0: no evaluator (APE/AVE only)")
+        return
+    E.run(*_evaluator_args(cfg, ctx), ctx.configs_dir, "actiongpt results")  # prints its quality
 
 
 def eval_inputs(cfg: ExperimentConfig, ctx: DemoContext) -> dict[str, Any]:
     return {
         "compare": cfglib.to_dict(compare_config(cfg, ctx)),
         "models": files_sha256([model_file(cfg, s) for s in planned_runs(cfg)]),
+        "evaluator": files_sha256([p for p in [evaluator_file(cfg, ctx)] if p is not None]),
         "nproc": cfg.eval_nproc,
     }
 

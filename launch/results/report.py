@@ -405,6 +405,9 @@ def results_markdown(cfg: ExperimentConfig, curves: Path | None) -> str:
                 "",
                 table2(cfg, split),
             ]
+    from launch.results.report_retrieval import results_sections
+
+    out += results_sections(cfg)  # R-precision, FID, physics: when an evaluator scored the runs
     if cfg.compact_backbones and cfg.compact_aggregators:
         out += ["", "## Compact text aggregators (not in the paper)", "", COMPACT_INTRO]
         for split in cfg.splits:
