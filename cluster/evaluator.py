@@ -82,10 +82,9 @@ def eval_runtime(backend: str = "auto", timeout_s: float = 600.0) -> Iterator[An
     rank of a multi-rank job ends every rank promptly instead of leaving them in the all-reduce. No
     preemption handlers: an evaluation is rerun, not resumed.
     """
-    from cluster.runtime import Runtime
-    from cluster.train_config import TrainConfig
+    from cluster.runtime import Runtime, RuntimeConfig
 
-    with Runtime(TrainConfig(backend=backend, dist_timeout_s=timeout_s, signals=[])) as rt:  # type: ignore[arg-type]
+    with Runtime(RuntimeConfig(backend, timeout_s, signals=())) as rt:
         yield rt
 
 
@@ -93,7 +92,7 @@ def eval_runtime(backend: str = "auto", timeout_s: float = 600.0) -> Iterator[An
 
 
 def is_pair_batch(batch: Mapping[str, Any]) -> bool:
-    """TEACH pairs carry ``motion_0``/``motion_1`` (CONTRACTS.md, the batch schema)."""
+    """TEACH pairs carry ``motion_0``/``motion_1`` (the batch: actiongpt/models/batch.py)."""
     return "motion_0" in batch
 
 

@@ -8,9 +8,11 @@ exits this process with status 1 at once, so that nothing waits on a collective 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import traceback
+from collections.abc import Sequence
 from types import TracebackType
 
 import torch.distributed as dist
@@ -18,15 +20,25 @@ import torch.distributed as dist
 from cluster import dist_env as dist_env_mod
 from cluster.preemption import PreemptionHandler
 from cluster.process_group import FailureWatchdog, ProcessGroupInfo, abort_process, destroy, init
-from cluster.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    """What the runtime needs: the process-group backend ("auto", "nccl", "gloo"), the collectives' timeout
+    and the signals that request a preemption save (none for an evaluation: it is rerun, not resumed).
+    ``TrainConfig.runtime`` composes it from the training config's fields of the same names."""
+
+    backend: str = "auto"
+    dist_timeout_s: float = 600.0
+    signals: Sequence[str] = ()
 
 
 class Runtime:
     """Process group + watchdog + preemption handler for the duration of a ``with`` block."""
 
-    def __init__(self, cfg: TrainConfig, watchdog_poll_s: float = 1.0):
+    def __init__(self, cfg: RuntimeConfig, watchdog_poll_s: float = 1.0):
         self.cfg = cfg
         self.env = dist_env_mod.detect()
         self.pg: ProcessGroupInfo | None = None

@@ -8,9 +8,12 @@ lr 1e-4 with batch 20 for MotionCLIP; 1003 and 100 epochs.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from actiongpt.config import ConfigError
+
+if TYPE_CHECKING:
+    from cluster.runtime import RuntimeConfig
 
 # The original settings per backbone (Action-GPT TEMOS/TEACH: 4 GPUs x batch 4; MotionCLIP: batch 20).
 BACKBONE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -102,6 +105,13 @@ class TrainConfig:
             raise ConfigError(f"k: must be >= 1, got {self.k}")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers: must be >= 0, got {self.num_workers}")
+
+    @property
+    def runtime(self) -> RuntimeConfig:
+        """The process group's part of this config (``cluster.runtime.Runtime`` takes it)."""
+        from cluster.runtime import RuntimeConfig
+
+        return RuntimeConfig(self.backend, self.dist_timeout_s, tuple(self.signals))
 
     def resolved(self) -> TrainConfig:
         """A copy with the backbone's original lr / batch size / epochs filled in where left unset."""

@@ -411,11 +411,11 @@ class Trainer:
             and self.last_checkpoint is not None
         ):
             from cluster.checkpoint import latest
-            from cluster.export import export_checkpoint
+            from cluster.export import EXPORT_FILE, export_checkpoint
 
             info = latest(self.ckpt.root)
             if info is not None:
-                result.export = export_checkpoint(info, self.run_dir / "model.pt", self.extra_meta)
+                result.export = export_checkpoint(info, self.run_dir / EXPORT_FILE, self.extra_meta)
         self.metrics.event(self.step, "end", status=status)
         self.metrics.close()
         self._call("on_end", result)
@@ -545,6 +545,6 @@ def train(
     :class:`cluster.runtime.Runtime`).
     """
     cfg = cfg.resolved()
-    with Runtime(cfg) as rt:
+    with Runtime(cfg.runtime) as rt:
         trainer = Trainer(cfg, rt, build_model, build_loaders, callbacks, checkpoint_manager_cls, extra_meta)
         return trainer.run()

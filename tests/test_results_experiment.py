@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from actiongpt.config import ConfigError
-from cluster.export import load_exported
+from cluster.export import read_export_meta
 from launch.demo.context import DemoContext
 from launch.experiment.config import ExperimentConfig, RunSpec, eval_dir, planned_runs, run_dir
 from launch.experiment.report import cell, mean_std, metrics_table
@@ -181,7 +181,9 @@ def test_train_eval_report_end_to_end_and_a_rerun_skips_finished_runs(
     assert "8 of 8 runs done before; 0 to train" in out and "started" not in out
     # the compact run trained on one text token per action, and its export says so
     compact = RunSpec("teach", "actiongpt", 1, 2, "sentence_mean")
-    assert load_exported(run_dir(cfg, compact) / "model.pt")[1]["aggregator"] == "sentence_mean"
+    assert (
+        read_export_meta(run_dir(cfg, compact) / "model.safetensors")["meta"]["aggregator"] == "sentence_mean"
+    )
 
     eval_all(cfg, ctx)
     assert eval_done(cfg, ctx)

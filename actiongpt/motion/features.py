@@ -108,7 +108,7 @@ def canonical_angle(root_orient0: torch.Tensor, canonicalize: str | bool = "orig
     return a_z + math.pi / 2
 
 
-def _rotate_2d(v: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+def rotate_2d(v: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """Rotate (..., T, 2) vectors by ``angle`` (...,)."""
     c, s = torch.cos(angle)[..., None], torch.sin(angle)[..., None]
     x, y = v[..., 0], v[..., 1]
@@ -141,7 +141,7 @@ def rotations_to_features(
     height = trans[..., 2:3]
     xy = trans[..., :2]
     vel = torch.cat([torch.zeros_like(xy[..., :1, :]), xy[..., 1:, :] - xy[..., :-1, :]], dim=-2)
-    vel = _rotate_2d(vel, -theta)
+    vel = rotate_2d(vel, -theta)
     rz_t = rotation_about_axis(theta, "z").transpose(-1, -2)[..., None, :, :]  # (..., 1, 3, 3)
     root = rz_t @ rotmats[..., 0, :, :]
     mats = torch.cat([root[..., None, :, :], rotmats[..., 1:, :, :]], dim=-3)

@@ -124,7 +124,7 @@ def results_markdown(ctx: DemoContext) -> str:
         loss = f"{s['first']:.4f} -> {s['last']:.4f}" + ("" if s["fell"] else " (did not fall)")
         out.append(
             f"| {MODEL_NAMES[b]} {METHODS[m][1]} | {text} | {s['steps']} | {loss} | "
-            f"`{ctx.run_dir(b, m) / 'model.pt'}` |"
+            f"`{ctx.run_dir(b, m) / 'model.safetensors'}` |"
         )
     out += ["", "## Renders (generated vs reference; the same samples for Default and Action-GPT)"]
     for split in ctx.cfg.eval.splits:

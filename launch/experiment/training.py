@@ -63,7 +63,9 @@ def train_inputs(cfg: ExperimentConfig, ctx: DemoContext, spec: RunSpec) -> dict
 
 
 def model_file(cfg: ExperimentConfig, spec: RunSpec) -> Path:
-    return run_dir(cfg, spec) / "model.pt"
+    from cluster.export import EXPORT_FILE
+
+    return run_dir(cfg, spec) / EXPORT_FILE
 
 
 def run_done(cfg: ExperimentConfig, ctx: DemoContext, spec: RunSpec) -> bool:
