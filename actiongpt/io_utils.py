@@ -8,11 +8,13 @@ part. ``fsync=True`` also flushes the data to disk before the rename (for files 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "file_sha256", "markdown_table"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "file_sha256", "markdown_table"]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = False) -> Path:
@@ -35,6 +37,12 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = False) ->
 def atomic_write_text(path: str | Path, text: str, *, fsync: bool = False) -> Path:
     """``atomic_write_bytes`` of ``text`` in UTF-8."""
     return atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """``obj`` as stable JSON (sorted keys, indent 1, UTF-8, final newline), atomically and fsynced."""
+    text = json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    return atomic_write_text(path, text, fsync=True)
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

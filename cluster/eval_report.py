@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from actiongpt.io_utils import atomic_write_text
 from actiongpt.metrics import MAIN_KEYS
 from cluster.evaluator import EvalResult
 
@@ -39,14 +39,6 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 ROOT_KEYS = frozenset({"APE_root", "APE_traj", "AVE_root", "AVE_traj"})
 ROOTLESS_MODELS = frozenset({"motionclip"})  # local pose only, no trajectory (paper Table 1)
 assert tuple(k for _, k in COLUMNS) == MAIN_KEYS
-
-
-def _atomic_write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
 
 
 def _finite(x: float) -> float | None:
@@ -108,8 +100,10 @@ def write_outputs(
     out_dir = Path(out_dir)
     meta = dict(meta or {})
     paths = {
-        "metrics": _atomic_write(out_dir / METRICS_FILE, json.dumps(metrics_payload(result, meta), indent=2)),
-        "samplewise": _atomic_write(
+        "metrics": atomic_write_text(
+            out_dir / METRICS_FILE, json.dumps(metrics_payload(result, meta), indent=2)
+        ),
+        "samplewise": atomic_write_text(
             out_dir / SAMPLEWISE_FILE, json.dumps(samplewise_payload(result), indent=1)
         ),
     }
@@ -119,7 +113,7 @@ def write_outputs(
         result.metrics,
         rootless=str(meta.get("model", "")).lower() in ROOTLESS_MODELS,
     )
-    paths["table"] = _atomic_write(out_dir / TABLE_FILE, format_table([row]) + "\n")
+    paths["table"] = atomic_write_text(out_dir / TABLE_FILE, format_table([row]) + "\n")
     return paths
 
 

@@ -1,6 +1,6 @@
 """The distributed evaluator: generate -> joints -> APE/AVE sums on every rank -> one all-reduce -> rank 0.
 
-Generic over ``generate_fn(batch, seeds) -> features``: given a batch in the schema of CONTRACTS.md (single
+Generic over ``generate_fn(batch, seeds) -> features``: given a batch (``actiongpt.models.batch``) (single
 actions or TEACH pairs) and one seed per sample, it returns UNNORMALISED 135-d features ``(B, T, 135)`` for
 motions of the reference lengths (the original protocol generates with the ground-truth durations; pairs
 ``l_0 + l_1`` with the transition inside ``l_1``). ``cluster.eval_model.model_generate_fn`` wraps the real
@@ -314,7 +314,7 @@ class Evaluator:
         t0 = time.perf_counter()
         keys = batch.get("keys")
         if not isinstance(keys, list | tuple) or not keys:
-            raise EvalError("batch has no 'keys' list (see the batch schema in CONTRACTS.md)")
+            raise EvalError("batch has no 'keys' list (see actiongpt/models/batch.py)")
         valid = batch.get("valid")
         if valid is not None:
             flags = torch.as_tensor(valid, dtype=torch.bool).reshape(-1).tolist()

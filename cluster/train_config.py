@@ -1,7 +1,7 @@
 """``TrainConfig``: the one config dataclass of the training runtime (defaults = the papers' settings).
 
-Fields left ``None`` take the value the original code used for the chosen backbone (see
-``reference/action-gpt-original.md`` §5.5/§5.6): AdamW lr 7e-5 with 4 samples per GPU for TEMOS and TEACH,
+Fields left ``None`` take the value the original code used for the chosen backbone (the TEACH/TEMOS and
+MotionCLIP training configs): AdamW lr 7e-5 with 4 samples per GPU for TEMOS and TEACH,
 lr 1e-4 with batch 20 for MotionCLIP; 1003 and 100 epochs.
 """
 

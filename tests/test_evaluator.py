@@ -618,9 +618,9 @@ def test_smplh_body_option(shards_and_model, tmp_path, clean_env, monkeypatch):
     """body=smplh: joints from an SMPL-H model file (here a synthetic one in the real file format)."""
     import actiongpt.motion.smplh as smplh_mod
     from actiongpt.config import from_dict
-    from actiongpt.motion.synthetic_smplh import write_synthetic_smplh
     from cluster.eval_config import EvalConfig
     from cluster.eval_run import run_eval
+    from tests.synthetic_smplh import write_synthetic_smplh
 
     shards, model = shards_and_model
     synthetic = write_synthetic_smplh(tmp_path / "SMPLH_MALE.npz", seed=1)

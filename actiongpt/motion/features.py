@@ -40,6 +40,9 @@ Round trips (tested in ``tests/test_features.py``):
   ``Rz(-theta) (trans - [trans_xy[0], 0])`` (height kept). Forward-kinematics joints are the input's
   rotated by ``Rz(-theta)`` plus a constant offset (SMPL-H places the root at ``rest[0] + trans``
   without rotating ``rest[0]``, so the offset is not only the removed start position).
+
+``feature_stats`` (public, in ``__all__``) is the one-call mean/std over feature arrays for users; the shard
+writer accumulates the same ``RunningStats`` incrementally.
 """
 
 from __future__ import annotations
@@ -57,6 +60,22 @@ from actiongpt.motion.rotations import (
     rot6d_to_matrix,
     rotation_about_axis,
 )
+
+__all__ = [
+    "CANONICALIZE_MODES",
+    "FEATURE_DIM",
+    "NORM_EPS",
+    "NUM_FEATURE_JOINTS",
+    "RunningStats",
+    "canonical_angle",
+    "denormalize",
+    "feature_stats",
+    "features_to_rotations",
+    "normalize",
+    "rotate_2d",
+    "rotations_to_features",
+    "upright_yaw",
+]
 
 FEATURE_DIM = 135
 NUM_FEATURE_JOINTS = 22

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from actiongpt.io_utils import atomic_write_text
 from launch.demo.context import METHODS, DemoContext
 from launch.demo.model_stages import (
     MODEL_NAMES,
@@ -150,10 +151,7 @@ def results_markdown(ctx: DemoContext) -> str:
 def report_run(ctx: DemoContext) -> None:
     inputs = report_inputs(ctx)
     text = results_markdown(ctx)
-    path = ctx.out / RESULTS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write_text(ctx.out / RESULTS_FILE, text)
     write_stamp(ctx.out, "report", inputs)
     report_show(ctx)
 

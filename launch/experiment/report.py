@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from actiongpt.io_utils import atomic_write_text
 from cluster.eval_report import COLUMNS, ROOT_KEYS, ROOTLESS_MODELS
 from launch.demo.model_stages import MODEL_NAMES, loss_summary
 from launch.experiment.config import ExperimentConfig, RunSpec, eval_dir, planned_runs, run_dir
@@ -428,10 +429,7 @@ def write_report(cfg: ExperimentConfig) -> Path:
     out = Path(cfg.out)
     curves = plot_curves(cfg, out)
     text = results_markdown(cfg, curves)
-    path = out / RESULTS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    path = atomic_write_text(out / RESULTS_FILE, text)
     if cfg.doc:
         doc = Path(cfg.doc)
         doc.parent.mkdir(parents=True, exist_ok=True)
