@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actiongpt.io_utils import atomic_write_text
+from actiongpt.io_utils import atomic_write_text, markdown_table
 from actiongpt.metrics import MAIN_KEYS
 from cluster.evaluator import EvalResult
 
@@ -178,10 +178,7 @@ def format_table(
                 cells = [c for c in (m.cell(key, digits) for m in members) if c is not None]
                 if cells:
                     best[(g, key)] = min(cells, key=float)
-    lines = [
-        "| " + " | ".join([*headers, *(name for name, _ in COLUMNS)]) + " |",
-        "|" + "---|" * (2 + len(COLUMNS)),
-    ]
+    body = []
     for r in rows:
         cells = []
         for _, key in COLUMNS:
@@ -192,5 +189,5 @@ def format_table(
                 cells.append(f"**{c}**")
             else:
                 cells.append(c)
-        lines.append("| " + " | ".join([r.group, r.label, *cells]) + " |")
-    return "\n".join(lines)
+        body.append([r.group, r.label, *cells])
+    return markdown_table([*headers, *(name for name, _ in COLUMNS)], body)

@@ -576,7 +576,7 @@ def test_eval_errors_are_user_errors(shards_and_model, tmp_path, capsys, clean_e
 
 
 def test_text_source_defaults_to_the_checkpoints_and_backbone_must_fit_the_shards(
-    shards_and_model, tmp_path, capsys, clean_env
+    shards_and_model, tmp_path, capsys, clean_env, no_unpickling
 ):
     shards, _ = shards_and_model
     baseline = export_tiny_model(shards, tmp_path / "base.safetensors", extra_meta={"text_source": "label"})

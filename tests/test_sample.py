@@ -42,7 +42,7 @@ def raw_describe_yaml(path: Path) -> Path:
     return path
 
 
-def test_sample_shipped_phrase_writes_gif_and_npz(tmp_path, capsys):
+def test_sample_shipped_phrase_writes_gif_and_npz(tmp_path, capsys, no_unpickling):
     ckpt = export_tiny(tmp_path / "model.safetensors", "temos", k=4)
     out = tmp_path / "samples"
     shipped_before = Path(SHIPPED_CACHE).read_bytes()
