@@ -1,6 +1,6 @@
 """``actiongpt eval``: APE/AVE of trained backbones on a split, on one process or many ranks.
 
-    actiongpt eval run -c configs/eval/default.yaml checkpoint=runs/teach-agpt/model.pt
+    actiongpt eval run -c configs/eval/default.yaml checkpoint=runs/teach-agpt/model.safetensors
     torchrun --nproc_per_node=4 -m launch.cli eval run checkpoint=runs/teach-agpt text_source=label
     actiongpt eval run -c configs/eval/zeroshot.yaml checkpoint=...        # the zero-shot split
     actiongpt eval compare -c configs/eval/compare_table1.yaml            # Default vs Action-GPT per backbone
