@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from actiongpt.config import ConfigError
 from actiongpt.io_utils import atomic_write_bytes, atomic_write_text
 from cluster.checkpoint import CheckpointInfo
 
@@ -51,8 +52,9 @@ EXPORT_FILE = "model.safetensors"
 LEGACY_EXPORT_FILE = "model.pt"
 
 
-class ExportError(ValueError):
-    """An export that cannot be read or written; the message names the file and the problem."""
+class ExportError(ConfigError):
+    """An export that cannot be read or written; the message names the file and the problem (a bad input:
+    the commands exit with status 2)."""
 
 
 def meta_file(weights: Path) -> Path:

@@ -72,13 +72,18 @@ def test_resolving_reads_only_the_json_and_loading_reads_the_weights_once(tmp_pa
     assert reads == [weights]
 
 
-def test_a_damaged_or_incomplete_export_is_refused_naming_the_file(tmp_path):
+def test_a_damaged_or_incomplete_export_is_refused_naming_the_file(tmp_path, capsys):
+    from launch.cli import main
+
     weights = write_export(tiny_state(), META, tmp_path / "model.safetensors")
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
     with pytest.raises(ExportError, match=r"model\.safetensors: the weights do not match model\.json"):
         load_model(weights)
+    assert main(["sample", "--checkpoint", str(tmp_path), "--text", "walk"]) == 2  # one line, no traceback
+    err = capsys.readouterr().err
+    assert "the weights do not match model.json" in err and "Traceback" not in err
     meta_file(weights).unlink()
     with pytest.raises(ExportError, match=r"its metadata file model\.json is missing"):
         load_model(weights)
