@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from actiongpt.io_utils import atomic_write_text
+
 T = TypeVar("T")
 
 
@@ -199,9 +201,4 @@ def load(cls: type[T], files: Iterable[str | Path] = (), overrides: Iterable[str
 
 def save(cfg: Any, path: str | Path) -> Path:
     """Write the resolved config as YAML (atomically) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -31,6 +31,9 @@ Deliberate, documented choices:
   compare with published numbers.
 - The canonical heading is computed as ``theta_t - theta_0`` rather than ``cumsum(diff(theta)) -`` first,
   which is the same number up to rounding (the cumulative sum of differences telescopes).
+
+``heading_angle`` (public, in ``__all__``) is the heading as an angle, for users inspecting a motion; the
+metrics use its sine and cosine (``forward_sin_cos``) directly.
 """
 
 from __future__ import annotations
@@ -41,6 +44,27 @@ from typing import Literal, NamedTuple
 import torch
 
 from actiongpt.motion.mmm import MMM21_JOINTS  # teach/info/joints.py ``mmm_joints`` order
+
+__all__ = [
+    "ACROSS_JOINTS",
+    "FLOOR_MODES",
+    "FOOT_JOINTS",
+    "HEADING_MODES",
+    "MMM21_POSE_JOINTS",
+    "NUM_JOINTS",
+    "UP_AXIS",
+    "Canonical",
+    "CanonicalParts",
+    "FloorMode",
+    "HeadingMode",
+    "canonical_parts",
+    "canonicalize",
+    "check_modes",
+    "floor_height",
+    "forward_sin_cos",
+    "heading_angle",
+    "valid_mask",
+]
 
 MMM21_POSE_JOINTS: tuple[str, ...] = MMM21_JOINTS[1:]  # the 20 joints of the root-removed local pose
 NUM_JOINTS = 21

@@ -17,7 +17,7 @@ takes a core from the 2-rank run first.
 
     python bench/bench_eval.py                                  # synthetic shards + tiny TEACH
     python bench/bench_eval.py --preset paper                   # the paper-size TEACH (slower)
-    python bench/bench_eval.py --shards DIR --checkpoint runs/x/model.pt
+    python bench/bench_eval.py --shards DIR --checkpoint runs/x/model.safetensors
 
 Without ``--shards`` the data are the test helpers' synthetic shards (plausible motions, hash text
 embeddings) and the model a randomly initialised backbone with the shards' statistics: the numbers measure
@@ -103,6 +103,7 @@ def _stage_timer() -> Iterator[dict[str, float]]:
     """Thread CPU seconds per stage of ``Evaluator.run`` (see the module docstring), by wrapping the
     functions each stage calls; restored on exit."""
     import actiongpt.metrics as metrics
+    import actiongpt.models.sequence as sequence
     import cluster.eval_model as eval_model
     import cluster.evaluator as evaluator
 
@@ -128,7 +129,7 @@ def _stage_timer() -> Iterator[dict[str, float]]:
     wrap(evaluator.Evaluator, "joints", "joints")
     wrap(metrics.MetricSums, "update", "metrics")
     wrap(eval_model, "sequence_features", "generation: stitch + re-encode")
-    wrap(eval_model, "generate_sequence_features", "generation: backbone")
+    wrap(sequence, "generate_sequence_features", "generation: backbone")
     wrap(eval_model, "generate_features", "generation: backbone")
     try:
         yield acc
@@ -219,7 +220,7 @@ def main() -> int:
         else:
             from tests.dist_helpers.eval_toy import export_tiny_model
 
-            checkpoint = export_tiny_model(shards, tmp / "model.pt", args.model, preset=args.preset)
+            checkpoint = export_tiny_model(shards, tmp / "model.safetensors", args.model, preset=args.preset)
         base = {
             "checkpoint": str(checkpoint),
             "shards_dir": str(shards),

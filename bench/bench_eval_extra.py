@@ -48,7 +48,7 @@ def _train_evaluator(shards: Path, out: Path, steps: int, ranks: int) -> dict:
     t0 = time.perf_counter()
     res = subprocess.run(cmd, cwd=ROOT, env=child_env(cmd), capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    if res.returncode != 0 or not (out / "model.pt").is_file():
+    if res.returncode != 0 or not (out / "model.safetensors").is_file():
         sys.exit(f"training the evaluator failed ({res.returncode}):\n{res.stderr[-3000:]}")
     steps_s = [
         json.loads(line)["step_time_s"]
@@ -121,7 +121,7 @@ def main() -> None:
             "checkpoint": checkpoint,
             "shards_dir": str(shards),
             "split": args.split,
-            "evaluator": str(tmp / "evaluator" / "model.pt"),
+            "evaluator": str(tmp / "evaluator" / "model.safetensors"),
             "batch_size": args.batch_size,
             "renders": 0,
             "progress": False,

@@ -6,12 +6,12 @@ of exactly those sizes (random values: the loader's cost does not depend on them
 real loader (one process, no DataLoader workers: the figure is per process), for four storage variants:
 text table vs in-sample, k individual descriptions vs their aggregate only.
 
-The original design (reference §2.3, §3.2) does per batch: re-read the description json (> 4 MiB in the
-original), tokenise the k descriptions of every action of the batch padded to the longest, run frozen
-DistilBERT on them and average by position. It is timed here with a randomly initialised
-distilbert-base-sized model (the weights cannot be had offline; the cost does not depend on the values),
-with the same number of threads as the loader. Ratios are measured side by side in one run; each figure is
-the median over ``--repeats``.
+The original design (TEACH/TEMOS Action-GPT: ``text_hist.py``, ``distilbert_transformer.py``) does per batch:
+re-read the description json (> 4 MiB in the original), tokenise the k descriptions of every action of the
+batch padded to the longest, run frozen DistilBERT on them and average by position. It is timed here with a
+randomly initialised distilbert-base-sized model (the weights cannot be had offline; the cost does not depend
+on the values), with the same number of threads as the loader. Ratios are measured side by side in one run;
+each figure is the median over ``--repeats``.
 
     python bench/bench_loader.py                        # writes bench/results/loader.json
     python bench/bench_loader.py --samples 200 --repeats 2 --original-batches 2   # quicker

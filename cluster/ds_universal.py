@@ -2,9 +2,9 @@
 
 A ZeRO-1/2/3 checkpoint stores optimizer state partitioned by data-parallel rank and refuses to load at
 another world size. DeepSpeed's ``ds_to_universal`` rewrites it per parameter; ``--inject_missing_state``
-is needed on our stack (without it loading fails on a missing ``universal_checkpoint_info``; see
-platform-notes §2.2). Rank 0 converts once into ``<step dir>/ds_universal`` (with its own marker, so a
-conversion killed half-way is redone); the other ranks wait for the marker on the shared file system
+is needed on our stack (without it loading fails with an assertion on a missing
+``universal_checkpoint_info``). Rank 0 converts once into ``<step dir>/ds_universal`` (with its own marker,
+so a conversion killed half-way is redone); the other ranks wait for the marker on the shared file system
 rather than in a barrier, whose timeout is meant for collectives, not for a conversion of unknown length.
 """
 

@@ -1,8 +1,9 @@
 """``EvalConfig``: the one config dataclass of the evaluation stage (defaults = the original protocol), and
 ``CompareConfig``: several evaluations printed as one table (Table 1 / Table 2 layouts).
 
-Original protocol (reference §8.2): BABEL val, one sample per text, ``mmmns`` joints, the soft-min floor and
-the knees-and-elbows heading, TEACH pairs generated with ``slerp_ws 8`` and ``align full``.
+Original protocol (TEACH's ``teach/model/metrics/compute.py`` and ``eval.py``): BABEL val, one sample per
+text, ``mmmns`` joints, the soft-min floor and the knees-and-elbows heading, TEACH pairs generated with
+``slerp_ws 8`` and ``align full``.
 """
 
 from __future__ import annotations

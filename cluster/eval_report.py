@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from actiongpt.io_utils import atomic_write_text, markdown_table
 from actiongpt.metrics import MAIN_KEYS
 from actiongpt.models.registry import BACKBONES
 from cluster.evaluator import EvalResult
@@ -40,14 +40,6 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 ROOT_KEYS = frozenset({"APE_root", "APE_traj", "AVE_root", "AVE_traj"})
 ROOTLESS_MODELS = frozenset(n for n, s in BACKBONES.items() if s.rootless)  # local pose only (Table 1)
 assert tuple(k for _, k in COLUMNS) == MAIN_KEYS
-
-
-def _atomic_write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
 
 
 def _finite(x: float) -> float | None:
@@ -109,8 +101,10 @@ def write_outputs(
     out_dir = Path(out_dir)
     meta = dict(meta or {})
     paths = {
-        "metrics": _atomic_write(out_dir / METRICS_FILE, json.dumps(metrics_payload(result, meta), indent=2)),
-        "samplewise": _atomic_write(
+        "metrics": atomic_write_text(
+            out_dir / METRICS_FILE, json.dumps(metrics_payload(result, meta), indent=2)
+        ),
+        "samplewise": atomic_write_text(
             out_dir / SAMPLEWISE_FILE, json.dumps(samplewise_payload(result), indent=1)
         ),
     }
@@ -120,7 +114,7 @@ def write_outputs(
         result.metrics,
         rootless=str(meta.get("model", "")).lower() in ROOTLESS_MODELS,
     )
-    paths["table"] = _atomic_write(out_dir / TABLE_FILE, format_table([row]) + "\n")
+    paths["table"] = atomic_write_text(out_dir / TABLE_FILE, format_table([row]) + "\n")
     return paths
 
 
@@ -185,10 +179,7 @@ def format_table(
                 cells = [c for c in (m.cell(key, digits) for m in members) if c is not None]
                 if cells:
                     best[(g, key)] = min(cells, key=float)
-    lines = [
-        "| " + " | ".join([*headers, *(name for name, _ in COLUMNS)]) + " |",
-        "|" + "---|" * (2 + len(COLUMNS)),
-    ]
+    body = []
     for r in rows:
         cells = []
         for _, key in COLUMNS:
@@ -199,5 +190,5 @@ def format_table(
                 cells.append(f"**{c}**")
             else:
                 cells.append(c)
-        lines.append("| " + " | ".join([r.group, r.label, *cells]) + " |")
-    return "\n".join(lines)
+        body.append([r.group, r.label, *cells])
+    return markdown_table([*headers, *(name for name, _ in COLUMNS)], body)

@@ -17,7 +17,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -37,6 +37,9 @@ from cluster.eval_report import (
 )
 from cluster.eval_retrieval import attach_extra, build_extra_metrics, preflight_extra, run_extra, write_extra
 from cluster.evaluator import EvalResult, eval_runtime, evaluate
+
+if TYPE_CHECKING:
+    from cluster.eval_model import ModelSource
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +112,11 @@ def _text_choice(cfg: EvalConfig, meta: dict[str, Any], source: str, warn: bool 
     return TextChoice(text_source, None if k is None else int(k), aggregator)
 
 
-def evaluate_in_runtime(cfg: EvalConfig, rt: Any) -> EvalResult | None:
-    """One evaluation inside an entered ``eval_runtime`` (every rank calls it). Rank 0 returns the result."""
+def evaluate_in_runtime(cfg: EvalConfig, rt: Any, source: ModelSource | None = None) -> EvalResult | None:
+    """One evaluation inside an entered ``eval_runtime`` (every rank calls it). Rank 0 returns the result.
+    ``source``: ``cfg.checkpoint`` as ``preflight`` resolved it (resolved here when not given)."""
     from cluster.components import shard_loader_config
-    from cluster.eval_model import load_model, model_generate_fn
+    from cluster.eval_model import load_model, model_generate_fn, resolve_model
     from shards.loader import ShardLoader
     from shards.manifest import Manifest
 
@@ -121,9 +125,9 @@ def evaluate_in_runtime(cfg: EvalConfig, rt: Any) -> EvalResult | None:
     device = _device(cfg, rt)
     manifest = Manifest.load(Path(cfg.shards_dir))
     mean, std = (torch.from_numpy(a) for a in manifest.stats())
-    peek = _peek_meta(Path(cfg.checkpoint)).get("model")
-    fallback_dim = manifest.pooled_dim if peek == "motionclip" else manifest.token_dim
-    loaded = load_model(cfg.checkpoint, text_dim=fallback_dim, device=device)
+    source = source or resolve_model(cfg.checkpoint)
+    fallback_dim = manifest.pooled_dim if source.meta.get("model") == "motionclip" else manifest.token_dim
+    loaded = load_model(source, text_dim=fallback_dim, device=device)
     model, meta = loaded.model, loaded.meta
     _check_stats(model, mean, std, str(loaded.source))
     _check_mode(model.name, manifest.mode(cfg.split), cfg)
@@ -210,27 +214,10 @@ def evaluate_in_runtime(cfg: EvalConfig, rt: Any) -> EvalResult | None:
     return result
 
 
-def _peek_meta(path: Path) -> dict[str, Any]:
-    """What was recorded with a checkpoint (model, preset, text_source, ...), without loading the weights."""
-    from cluster.checkpoint import latest, read_marker
-    from cluster.export import load_exported
-
-    if path.is_dir():
-        marker = read_marker(path)
-        if marker is not None:
-            return marker
-        if (path / "model.pt").is_file():
-            return load_exported(path / "model.pt")[1]
-        info = latest(path / "checkpoints")
-        return dict(info.meta) if info is not None else {}
-    if path.is_file():
-        return load_exported(path)[1]
-    raise FileNotFoundError(f"checkpoint {path} does not exist")
-
-
-def preflight(cfg: EvalConfig) -> None:
+def preflight(cfg: EvalConfig) -> ModelSource:
     """The user-input checks, before any process group exists: every rank fails the same way (exit 2 from the
-    command line) instead of one rank aborting the job mid-way."""
+    command line) instead of one rank aborting the job mid-way. Returns the resolved ``cfg.checkpoint``."""
+    from cluster.eval_model import resolve_model
     from shards.manifest import Manifest
 
     if not cfg.checkpoint:
@@ -238,13 +225,15 @@ def preflight(cfg: EvalConfig) -> None:
     manifest = Manifest.load(Path(cfg.shards_dir))
     mode = manifest.mode(cfg.split)  # ShardError naming the built splits when missing
     try:
-        meta = _peek_meta(Path(cfg.checkpoint))
+        source = resolve_model(cfg.checkpoint)
     except ValueError as exc:  # not an export / unreadable
         raise cfglib.ConfigError(f"checkpoint: {exc}") from exc
+    meta = source.meta
     if meta.get("model"):
         _check_mode(str(meta["model"]), mode, cfg)
     _text_choice(cfg, meta, cfg.checkpoint, warn=False).resolve(manifest.text)
     preflight_extra(cfg, manifest, meta)
+    return source
 
 
 def keep_freed_memory() -> bool:
@@ -269,10 +258,10 @@ def keep_freed_memory() -> bool:
 
 def run_eval(cfg: EvalConfig) -> EvalResult | None:
     """Set up the process group, evaluate, tear down. Rank 0 returns the result, other ranks None."""
-    preflight(cfg)
+    source = preflight(cfg)
     keep_freed_memory()
     with eval_runtime(cfg.backend, cfg.dist_timeout_s) as rt:
-        return evaluate_in_runtime(cfg, rt)
+        return evaluate_in_runtime(cfg, rt, source)
 
 
 # ------------------------------------------------------------------------------------------- compare
@@ -328,8 +317,7 @@ def comparison_table(ccfg: CompareConfig) -> tuple[str, list[dict[str, Any]]]:
 def run_compare(ccfg: CompareConfig) -> str | None:
     """Evaluate every row not already evaluated with the same config; rank 0 returns the Markdown table."""
     configs = [row_config(ccfg, i) for i in range(len(ccfg.rows))]
-    for cfg in configs:
-        preflight(cfg)
+    sources = [preflight(cfg) for cfg in configs]
     keep_freed_memory()
     first = configs[0]
     with eval_runtime(first.backend, first.dist_timeout_s) as rt:
@@ -341,7 +329,7 @@ def run_compare(ccfg: CompareConfig) -> str | None:
                 if rt.rank == 0:
                     log.info("row %s: reusing %s", ccfg.rows[i].name, Path(cfg.out_dir) / METRICS_FILE)
                 continue
-            evaluate_in_runtime(cfg, rt)
+            evaluate_in_runtime(cfg, rt, sources[i])
         if rt.rank != 0:
             return None
         table, data = comparison_table(ccfg)

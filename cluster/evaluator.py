@@ -1,6 +1,6 @@
 """The distributed evaluator: generate -> joints -> APE/AVE sums on every rank -> one all-reduce -> rank 0.
 
-Generic over ``generate_fn(batch, seeds) -> features``: given a batch in the schema of CONTRACTS.md (single
+Generic over ``generate_fn(batch, seeds) -> features``: given a batch (``actiongpt.models.batch``) (single
 actions or TEACH pairs) and one seed per sample, it returns UNNORMALISED 135-d features ``(B, T, 135)`` for
 motions of the reference lengths (the original protocol generates with the ground-truth durations; pairs
 ``l_0 + l_1`` with the transition inside ``l_1``). ``cluster.eval_model.model_generate_fn`` wraps the real
@@ -86,10 +86,9 @@ def eval_runtime(backend: str = "auto", timeout_s: float = 600.0) -> Iterator[An
     rank of a multi-rank job ends every rank promptly instead of leaving them in the all-reduce. No
     preemption handlers: an evaluation is rerun, not resumed.
     """
-    from cluster.runtime import Runtime
-    from cluster.train_config import TrainConfig
+    from cluster.runtime import Runtime, RuntimeConfig
 
-    with Runtime(TrainConfig(backend=backend, dist_timeout_s=timeout_s, signals=[])) as rt:  # type: ignore[arg-type]
+    with Runtime(RuntimeConfig(backend, timeout_s, signals=())) as rt:
         yield rt
 
 
@@ -97,7 +96,7 @@ def eval_runtime(backend: str = "auto", timeout_s: float = 600.0) -> Iterator[An
 
 
 def is_pair_batch(batch: Mapping[str, Any]) -> bool:
-    """TEACH pairs carry ``motion_0``/``motion_1`` (CONTRACTS.md, the batch schema)."""
+    """TEACH pairs carry ``motion_0``/``motion_1`` (the batch: actiongpt/models/batch.py)."""
     return "motion_0" in batch
 
 
@@ -321,7 +320,7 @@ class Evaluator:
         t0 = time.perf_counter()
         keys = batch.get("keys")
         if not isinstance(keys, list | tuple) or not keys:
-            raise EvalError("batch has no 'keys' list (see the batch schema in CONTRACTS.md)")
+            raise EvalError("batch has no 'keys' list (see actiongpt/models/batch.py)")
         valid = batch.get("valid")
         if valid is not None:
             flags = torch.as_tensor(valid, dtype=torch.bool).reshape(-1).tolist()

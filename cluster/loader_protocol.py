@@ -16,21 +16,9 @@ Contract (``shards.loader.ShardLoader`` is the real implementation):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-
-@runtime_checkable
-class StatefulLoader(Protocol):
-    def set_epoch(self, epoch: int) -> None: ...
-
-    def __iter__(self) -> Iterator[dict[str, Any]]: ...
-
-    def __len__(self) -> int: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+from actiongpt.models.batch import MotionBatch
 
 
 def check_loader(loader: object, name: str) -> None:
@@ -47,7 +35,10 @@ def check_loader(loader: object, name: str) -> None:
 
 
 def batch_size_of(batch: Any) -> int:
-    """Number of samples in a batch dict (``keys`` list, else the first tensor's leading dimension)."""
+    """Number of samples in a batch: a ``MotionBatch``, or a dict (``keys`` list, else the first tensor's
+    leading dimension)."""
+    if isinstance(batch, MotionBatch):
+        return batch.size
     if isinstance(batch, dict):
         keys = batch.get("keys")
         if isinstance(keys, (list, tuple)):
@@ -57,5 +48,5 @@ def batch_size_of(batch: Any) -> int:
             if shape:
                 return int(shape[0])
     raise TypeError(
-        f"cannot tell the batch size of a {type(batch).__name__} (expected the batch schema dict)"
+        f"cannot tell the batch size of a {type(batch).__name__} (expected a MotionBatch or a dict)"
     )

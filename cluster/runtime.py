@@ -10,9 +10,11 @@ exits 2.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import traceback
+from collections.abc import Sequence
 from types import TracebackType
 
 import torch.distributed as dist
@@ -29,15 +31,25 @@ from cluster.process_group import (
     destroy,
     init,
 )
-from cluster.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    """What the runtime needs: the process-group backend ("auto", "nccl", "gloo"), the collectives' timeout
+    and the signals that request a preemption save (none for an evaluation: it is rerun, not resumed).
+    ``TrainConfig.runtime`` composes it from the training config's fields of the same names."""
+
+    backend: str = "auto"
+    dist_timeout_s: float = 600.0
+    signals: Sequence[str] = ()
 
 
 class Runtime:
     """Process group + watchdog + preemption handler for the duration of a ``with`` block."""
 
-    def __init__(self, cfg: TrainConfig, watchdog_poll_s: float = 1.0):
+    def __init__(self, cfg: RuntimeConfig, watchdog_poll_s: float = 1.0):
         self.cfg = cfg
         self.env = dist_env_mod.detect()
         self.pg: ProcessGroupInfo | None = None

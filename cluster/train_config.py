@@ -12,10 +12,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from actiongpt import config as cfglib
 from actiongpt.config import ConfigError
+
+if TYPE_CHECKING:
+    from cluster.runtime import RuntimeConfig
 
 
 @dataclasses.dataclass
@@ -118,6 +121,13 @@ class TrainConfig:
                 )
             base = cfglib.to_dict(cfglib.load(cls, [path]))
         return cfglib.from_dict(cls, cfglib.merge(base, self.model_overrides), where="model")
+
+    @property
+    def runtime(self) -> RuntimeConfig:
+        """The process group's part of this config (``cluster.runtime.Runtime`` takes it)."""
+        from cluster.runtime import RuntimeConfig
+
+        return RuntimeConfig(self.backend, self.dist_timeout_s, tuple(self.signals))
 
     def resolved(self) -> TrainConfig:
         """A copy with the backbone's lr (of the model preset) / batch size / epochs filled in where unset.

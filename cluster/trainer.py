@@ -278,12 +278,12 @@ class Trainer:
         if not (self.cfg.export_on_finish and self.is_main and self.last_checkpoint is not None):
             return None
         from cluster.checkpoint import latest
-        from cluster.export import export_checkpoint
+        from cluster.export import EXPORT_FILE, export_checkpoint
 
         info = latest(self.ckpt.root)
         if info is None:
             return None
-        return export_checkpoint(info, self.run_dir / "model.pt", self.extra_meta)
+        return export_checkpoint(info, self.run_dir / EXPORT_FILE, self.extra_meta)
 
     # ------------------------------------------------------------------------------------------- helpers
     def _barrier(self) -> None:
@@ -374,6 +374,6 @@ def train(
     :class:`cluster.runtime.Runtime`).
     """
     cfg = cfg.resolved()
-    with Runtime(cfg) as rt:
+    with Runtime(cfg.runtime) as rt:
         trainer = Trainer(cfg, rt, build_model, build_loaders, callbacks, checkpoint_manager_cls, extra_meta)
         return trainer.run()

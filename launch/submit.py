@@ -94,7 +94,7 @@ class ExecutorOptions:
 
 def _default_folder(opts: ExecutorOptions, name: str) -> Path:
     # A fresh folder per submission: Slurm job ids restart when a cluster restarts with a clean state, and
-    # a reused "<folder>/%j" would hand back an older job's result (platform-notes §5.3).
+    # a reused "<folder>/%j" would hand back an older job's result.
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path(opts.folder_root) / f"{name}-{stamp}-{secrets.token_hex(3)}"
 

@@ -1,9 +1,5 @@
-"""From decoded samples to the batch schema of CONTRACTS.md (text chosen and aggregated at load time).
-
-Single actions: ``keys``, ``motion`` (B, T, 135) normalised and zero-padded, ``lengths``, ``text`` (B, L, D),
-``text_mask`` (B, L) True = valid, ``text_pooled`` (B, Dp), and ``labels``. TEACH pairs: the same keys with
-suffix ``_0`` (first action) and ``_1`` (transition + second action), plus ``transition_lengths``;
-``keys`` has no suffix.
+"""From decoded samples to a ``MotionBatch`` (``actiongpt/models/batch.py`` documents every field), with
+the text chosen and aggregated at load time.
 """
 
 from __future__ import annotations
@@ -14,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from actiongpt.models.batch import ActionTensors, MotionBatch
 from actiongpt.motion.features import NORM_EPS
 from actiongpt.text.aggregate import AGGREGATORS, aggregate_pooled, aggregate_tokens
 from shards.format import ShardError, TextBlock
@@ -117,29 +114,32 @@ def _pad_text(texts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor,
 
 def collate(
     samples: list[Prepared], pairs: bool, mean: np.ndarray | None = None, std: np.ndarray | None = None
-) -> dict[str, Any]:
-    """Batch prepared samples into the batch schema. With ``mean``/``std`` the samples' motions are as stored
-    and are normalised here, all at once (the same numbers as ``normalise`` per sample)."""
+) -> MotionBatch:
+    """Batch prepared samples. With ``mean``/``std`` the samples' motions are as stored and are normalised
+    here, all at once (the same numbers as ``normalise`` per sample)."""
     if not samples:
         raise ValueError("cannot collate an empty batch")
-    batch: dict[str, Any] = {"keys": [s.key for s in samples]}
+    keys = [s.key for s in samples]
     rows = _concat([s.motion for s in samples])
     rows = normalise(rows, mean, std) if mean is not None and std is not None else rows.astype(np.float32)
     frames = np.array([s.motion.shape[0] for s in samples], dtype=np.int64)
     starts = np.cumsum(frames) - frames
+
+    def action(j: int, motion: torch.Tensor, lengths: np.ndarray) -> ActionTensors:
+        tok, mask, pooled = _pad_text([s.texts[j] for s in samples])
+        labels = [s.labels[j] for s in samples]
+        return ActionTensors(motion, torch.from_numpy(lengths), tok, mask, pooled, labels)
+
     if not pairs:
-        batch["motion"], batch["lengths"] = _pad_rows(rows, starts, frames), torch.from_numpy(frames)
-        batch["text"], batch["text_mask"], batch["text_pooled"] = _pad_text([s.texts[0] for s in samples])
-        batch["labels"] = [s.labels[0] for s in samples]
-        return batch
+        return MotionBatch(keys, (action(0, _pad_rows(rows, starts, frames), frames),))
     # action 0, then transition + action 1 (as TEACH)
     first = np.array([s.lengths[0] for s in samples], dtype=np.int64)
-    batch["motion_0"], batch["lengths_0"] = _pad_rows(rows, starts, first), torch.from_numpy(first)
-    batch["motion_1"] = _pad_rows(rows, starts + first, frames - first)
-    batch["lengths_1"] = torch.from_numpy(frames - first)
-    batch["transition_lengths"] = torch.tensor([s.lengths[1] for s in samples], dtype=torch.int64)
-    for j in (0, 1):
-        tok, mask, pooled = _pad_text([s.texts[j] for s in samples])
-        batch[f"text_{j}"], batch[f"text_mask_{j}"], batch[f"text_pooled_{j}"] = tok, mask, pooled
-        batch[f"labels_{j}"] = [s.labels[j] for s in samples]
-    return batch
+    second = frames - first
+    return MotionBatch(
+        keys,
+        (
+            action(0, _pad_rows(rows, starts, first), first),
+            action(1, _pad_rows(rows, starts + first, second), second),
+        ),
+        transition_lengths=torch.tensor([s.lengths[1] for s in samples], dtype=torch.int64),
+    )

@@ -1,4 +1,4 @@
-"""A distributed, stateful loader over the shards, producing the batch schema of CONTRACTS.md.
+"""A distributed, stateful loader over the shards, producing ``MotionBatch``es (actiongpt/models/batch.py).
 
 Guarantees (see :mod:`shards.sampler` for how):
 

@@ -165,7 +165,7 @@ class Manifest:
 
 
 def write_manifest(root: str | Path, data: dict[str, Any]) -> Path:
-    from actiongpt.text.embedding_store import atomic_write_json
+    from actiongpt.io_utils import atomic_write_json
 
     path = Path(root) / MANIFEST
     atomic_write_json(path, data)

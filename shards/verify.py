@@ -12,10 +12,10 @@ and key.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from actiongpt.io_utils import file_sha256
 from shards.format import ShardError, sample_key
 from shards.manifest import Manifest
 from shards.reader import TextTable, decode_sample, iter_raw
@@ -44,21 +44,13 @@ class VerifyReport:
         return f"FAILED: {len(self.problems)} problem(s) in {head}; first: {self.problems[0]}"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _check_file(path: Path, size: int, sha: str, checksum: bool, what: str) -> str | None:
     if not path.is_file():
         return f"{what} {path.name}: file missing"
     actual = path.stat().st_size
     if actual != size:
         return f"{what} {path.name}: {actual} bytes, manifest says {size} (truncated or replaced)"
-    if checksum and _sha256(path) != sha:
+    if checksum and file_sha256(path) != sha:
         return f"{what} {path.name}: sha256 differs from the manifest (corrupt or replaced)"
     return None
 

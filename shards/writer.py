@@ -16,7 +16,6 @@ crash never leaves a half shard that looks whole.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tarfile
 import time
@@ -27,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from actiongpt.io_utils import atomic_write_json, file_sha256
 from actiongpt.motion.features import FEATURE_DIM, RunningStats
-from actiongpt.text.embedding_store import EmbeddingStore, StoreError, atomic_write_json
+from actiongpt.text.embedding_store import EmbeddingStore, StoreError
 from shards.config import ShardsConfig, digest
 from shards.format import (
     META,
@@ -60,14 +60,6 @@ from shards.source import SampleSource
 # --- writing ------------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class _TarOut:
     """A tar written under a temporary name, renamed into place by ``commit``."""
 
@@ -89,7 +81,7 @@ class _TarOut:
         self.fh.flush()
         os.fsync(self.fh.fileno())
         self.fh.close()
-        size, sha = self.tmp.stat().st_size, _sha256(self.tmp)
+        size, sha = self.tmp.stat().st_size, file_sha256(self.tmp)
         os.replace(self.tmp, self.final)
         return size, sha
 

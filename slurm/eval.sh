@@ -1,9 +1,9 @@
 #!/bin/bash
 # APE/AVE evaluation of a trained model on a split, one task per GPU (metrics are identical for any task count).
 #
-#   sbatch slurm/eval.sh checkpoint=runs/teach/model.pt                     # -> runs/eval/metrics.json
+#   sbatch slurm/eval.sh checkpoint=runs/teach/model.safetensors                     # -> runs/eval/metrics.json
 #   sbatch --job-name=eval-teach-label slurm/eval.sh checkpoint=runs/teach-label text_source=label
-#   sbatch slurm/eval.sh -c configs/eval/zeroshot.yaml checkpoint=runs/teach/model.pt
+#   sbatch slurm/eval.sh -c configs/eval/zeroshot.yaml checkpoint=runs/teach/model.safetensors
 #   sbatch --nodes=2 --gpus-per-node=8 --ntasks-per-node=8 slurm/eval.sh checkpoint=...
 #   sbatch --gpus-per-node=0 --ntasks-per-node=2 --cpus-per-task=1 slurm/eval.sh checkpoint=...   # CPU only
 #

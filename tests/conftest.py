@@ -39,3 +39,26 @@ def embedded_shards(request, tmp_path_factory):
                 reporter.write_line(f"[embedded_shards] {msg}")
 
     return embedded_shards.build(Path(root), log)
+
+
+@pytest.fixture
+def no_unpickling(monkeypatch):
+    """Every way to unpickle (pickle's readers, torch.load) fails the test when called: for the commands
+    that read an export, which is safe to receive from others because nothing in it is unpickled."""
+    import pickle
+
+    import torch
+
+    def refuse(name: str):
+        def call(*args, **kwargs):
+            raise AssertionError(f"{name} was called while loading an export")
+
+        return call
+
+    class RefusingUnpickler(pickle.Unpickler):  # a class: modules imported meanwhile may subclass it
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("pickle.Unpickler was used while loading an export")
+
+    monkeypatch.setattr(pickle, "Unpickler", RefusingUnpickler)
+    for owner, name in ((pickle, "load"), (pickle, "loads"), (torch, "load"), (torch.serialization, "load")):
+        monkeypatch.setattr(owner, name, refuse(f"{owner.__name__}.{name}"))

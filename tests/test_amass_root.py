@@ -339,7 +339,7 @@ def test_preview_on_smplh_body_matches_smplx(tmp_path) -> None:
     joints are the bundled body's), posed like smplx's own forward pass."""
     import smplx
 
-    from actiongpt.motion.synthetic_smplh import write_synthetic_smplh
+    from tests.synthetic_smplh import write_synthetic_smplh
 
     model = write_synthetic_smplh(tmp_path / "smplh" / "SMPLH_MALE.npz", seed=2)
     s = _embedded(1)[0]

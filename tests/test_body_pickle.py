@@ -17,7 +17,7 @@ import scipy.sparse
 import torch
 
 from actiongpt.motion.smplh import BodyModelError, load_smplh_arrays, load_smplh_skeleton
-from actiongpt.motion.synthetic_smplh import synthetic_smplh
+from tests.synthetic_smplh import synthetic_smplh
 from launch.cli import main
 
 

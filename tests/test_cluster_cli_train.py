@@ -11,7 +11,7 @@ import torch
 
 from actiongpt import config as cfglib
 from cluster.checkpoint import latest
-from cluster.export import EXPORT_FORMAT, load_exported, model_state_from_checkpoint
+from cluster.export import EXPORT_FORMAT, load_export, model_state_from_checkpoint, read_export_meta
 from cluster.metrics_log import read_metrics
 from cluster.train_config import TrainConfig
 from cluster.trainer import train
@@ -43,7 +43,7 @@ def test_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     missing = _launch("-c", "configs/train/teach.yaml", f"shards_dir={tmp_path / 'none'}")
     assert missing.returncode == 2 and "manifest.json not found" in missing.stderr
     nothing = _launch(
-        "-c", "configs/train/teach.yaml", f"run_dir={tmp_path}", "--export", str(tmp_path / "m.pt")
+        "-c", "configs/train/teach.yaml", f"run_dir={tmp_path}", "--export", str(tmp_path / "m.safetensors")
     )
     assert nothing.returncode == 2 and "no complete checkpoint" in nothing.stderr
 
@@ -60,7 +60,7 @@ def test_one_process_run_in_process_then_export_from_cli(tmp_path: Path) -> None
 
     result = train(cfg, ToyModel, loaders)
     assert result.status == "finished" and result.step == 16 and result.epoch == 1
-    assert result.export == run / "model.pt"
+    assert result.export == run / "model.safetensors"
     assert (run / "config.yaml").is_file() and any((run / "tb").iterdir())
     recs = read_metrics(run / "metrics.jsonl")
     assert sorted(recs) == list(range(1, 17))
@@ -69,14 +69,13 @@ def test_one_process_run_in_process_then_export_from_cli(tmp_path: Path) -> None
         assert recs[16][key] is not None, key
     assert sorted(read_metrics(run / "metrics.jsonl", "val")) == [4, 8, 12, 16]
 
-    out = tmp_path / "exported.pt"
+    out = tmp_path / "exported.safetensors"
     res = _launch(f"run_dir={run}", "model=toy", "lr=0.01", "batch_size=4", "epochs=1", "--export", str(out))
     assert res.returncode == 0, res.stderr
-    state, meta = load_exported(out)
+    state, meta = load_export(out)
     assert meta["step"] == 16 and meta["engine"] == "ddp" and meta["model"] == "toy"
     ref = model_state_from_checkpoint(latest(run / "checkpoints"))
     assert state.keys() == ref.keys() and all(torch.equal(state[k], ref[k]) for k in ref)
-    blob = torch.load(out, weights_only=True)
-    assert blob["format"] == EXPORT_FORMAT
+    assert read_export_meta(out)["format"] == EXPORT_FORMAT
     model = ToyModel()
     model.load_state_dict(state)

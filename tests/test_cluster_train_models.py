@@ -72,5 +72,5 @@ def test_loss_falls_for_each_backbone_in_a_two_rank_run(
 
     from cluster.eval_model import load_model
 
-    loaded = load_model(run / "model.pt")
+    loaded = load_model(run / "model.safetensors")
     assert loaded.model.name == model and loaded.meta["step"] == steps[-1]

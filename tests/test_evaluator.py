@@ -298,7 +298,7 @@ def test_model_generate_fn_is_seeded_per_sample_and_batch_independent(name, tmp_
     from shards.loader import LoaderConfig, ShardLoader
 
     shards = build_eval_shards(tmp_path, n_val=6, n_train=6, pairs=name == "teach")
-    loaded = load_model(export_tiny_model(shards, tmp_path / "m.pt", name))
+    loaded = load_model(export_tiny_model(shards, tmp_path / "m.safetensors", name))
     assert loaded.meta["model"] == name and not loaded.model.training
     batch = next(
         iter(
@@ -328,9 +328,9 @@ def test_model_generate_fn_is_seeded_per_sample_and_batch_independent(name, tmp_
 @pytest.mark.parametrize("yaw", ["original", "heading"])
 @pytest.mark.parametrize("window", [8, None])
 def test_stitch_batch_equals_the_per_sample_stitch(align, yaw, window):
-    from actiongpt.models.sequence import stitch
+    from actiongpt.models.sequence import stitch as stitch_batch
     from actiongpt.motion.rotations import axis_angle_to_matrix
-    from cluster.eval_model import stitch_batch
+    from tests.stitch_reference import stitch_one as stitch
 
     g = torch.Generator().manual_seed(3)
     lengths = torch.tensor([[12, 15, 11], [20, 10, 13], [9, 14, 30]])
@@ -350,11 +350,12 @@ def test_stitch_batch_equals_the_per_sample_stitch(align, yaw, window):
 def test_batched_sequence_generation_equals_generate_sequences(tmp_path):
     from actiongpt.models.generate import generate_sequences
     from actiongpt.models.inputs import text_from_batch
-    from cluster.eval_model import load_model, sequence_features
+    from actiongpt.models.sequence import sequence_features
+    from cluster.eval_model import load_model
     from shards.loader import LoaderConfig, ShardLoader
 
     shards = build_eval_shards(tmp_path, n_val=7, n_train=6)
-    model = load_model(export_tiny_model(shards, tmp_path / "m.pt")).model
+    model = load_model(export_tiny_model(shards, tmp_path / "m.safetensors")).model
     cfg = LoaderConfig(
         root=str(shards), split="val", batch_size=7, num_workers=0, shuffle=False, drop_last=False
     )
@@ -374,13 +375,14 @@ def test_sequence_features_are_exactly_the_stitched_full_rotations(name, tmp_pat
     full (B, T, 22, 3, 3) rotations, bit for bit on every valid frame (2 and 3 actions, every option)."""
     from actiongpt.models.inputs import lengths_to_mask, text_from_batch
     from actiongpt.models.sampling import derive_seed, per_sample_noise
-    from actiongpt.models.sequence import generate_sequence_features
+    from actiongpt.models.sequence import generate_sequence_features, sequence_features
+    from actiongpt.models.sequence import stitch as stitch_batch
     from actiongpt.motion.features import rotations_to_features
-    from cluster.eval_model import load_model, sequence_features, stitch_batch
+    from cluster.eval_model import load_model
     from shards.loader import LoaderConfig, ShardLoader
 
     shards = build_eval_shards(tmp_path, n_val=9, n_train=6)
-    model = load_model(export_tiny_model(shards, tmp_path / "m.pt", name)).model
+    model = load_model(export_tiny_model(shards, tmp_path / "m.safetensors", name)).model
     cfg = LoaderConfig(
         root=str(shards), split="val", batch_size=9, num_workers=0, shuffle=False, drop_last=False
     )
@@ -472,7 +474,7 @@ def _cli(argv: list[str]) -> int:
 def shards_and_model(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("evalcli")
     shards = build_eval_shards(tmp, n_val=11, n_train=8)
-    return shards, export_tiny_model(shards, tmp / "teach.pt")
+    return shards, export_tiny_model(shards, tmp / "teach.safetensors")
 
 
 def test_eval_run_and_table_commands(shards_and_model, tmp_path, capsys, clean_env):
@@ -574,16 +576,16 @@ def test_eval_errors_are_user_errors(shards_and_model, tmp_path, capsys, clean_e
 
 
 def test_text_source_defaults_to_the_checkpoints_and_backbone_must_fit_the_shards(
-    shards_and_model, tmp_path, capsys, clean_env
+    shards_and_model, tmp_path, capsys, clean_env, no_unpickling
 ):
     shards, _ = shards_and_model
-    baseline = export_tiny_model(shards, tmp_path / "base.pt", extra_meta={"text_source": "label"})
+    baseline = export_tiny_model(shards, tmp_path / "base.safetensors", extra_meta={"text_source": "label"})
     assert _cli(["eval", "run", f"checkpoint={baseline}", f"shards_dir={shards}", "renders=0",
                  "--no-progress"]) == 0  # fmt: skip
     assert "| TEACH | Default |" in capsys.readouterr().out
     meta = read_metrics(tmp_path / "eval" / "val-label")["meta"]  # default: next to the checkpoint
     assert meta["text_source"] == "label" and meta["k"] is None
-    clip = export_tiny_model(shards, tmp_path / "clip.pt", "motionclip")
+    clip = export_tiny_model(shards, tmp_path / "clip.safetensors", "motionclip")
     assert _cli(["eval", "run", f"checkpoint={clip}", f"shards_dir={shards}", "--no-progress"]) == 2
     assert "MotionCLIP generates single actions" in capsys.readouterr().out
 
@@ -593,7 +595,7 @@ def test_k_and_aggregator_default_to_the_checkpoints(shards_and_model, tmp_path,
     position-wise aggregate of every stored description; the config still overrides."""
     shards, _ = shards_and_model
     meta = {"text_source": "descriptions", "k": 2, "aggregator": "sentence_mean"}
-    compact = export_tiny_model(shards, tmp_path / "compact.pt", extra_meta=meta)
+    compact = export_tiny_model(shards, tmp_path / "compact.safetensors", extra_meta=meta)
     base = [f"checkpoint={compact}", f"shards_dir={shards}", "renders=0", "progress=false"]
     assert _cli(["eval", "run", *base, f"out_dir={tmp_path / 'a'}"]) == 0
     assert {k: read_metrics(tmp_path / "a")["meta"][k] for k in meta} == meta
@@ -601,7 +603,7 @@ def test_k_and_aggregator_default_to_the_checkpoints(shards_and_model, tmp_path,
     got = read_metrics(tmp_path / "b")["meta"]
     assert (got["k"], got["aggregator"]) == (3, "original")
     # a baseline checkpoint evaluated on descriptions gets the loader's defaults, not its own (absent) k
-    label = export_tiny_model(shards, tmp_path / "l.pt", extra_meta={"text_source": "label", "k": 1})
+    label = export_tiny_model(shards, tmp_path / "l.safetensors", extra_meta={"text_source": "label", "k": 1})
     extra = ["text_source=descriptions", f"out_dir={tmp_path / 'c'}"]
     assert _cli(["eval", "run", f"checkpoint={label}", *base[1:], *extra]) == 0
     got = read_metrics(tmp_path / "c")["meta"]
@@ -616,9 +618,9 @@ def test_smplh_body_option(shards_and_model, tmp_path, clean_env, monkeypatch):
     """body=smplh: joints from an SMPL-H model file (here a synthetic one in the real file format)."""
     import actiongpt.motion.smplh as smplh_mod
     from actiongpt.config import from_dict
-    from actiongpt.motion.synthetic_smplh import write_synthetic_smplh
     from cluster.eval_config import EvalConfig
     from cluster.eval_run import run_eval
+    from tests.synthetic_smplh import write_synthetic_smplh
 
     shards, model = shards_and_model
     synthetic = write_synthetic_smplh(tmp_path / "SMPLH_MALE.npz", seed=1)

@@ -102,7 +102,7 @@ def test_negative_control_rank_seeded_generation_depends_on_the_world_size(tmp_p
 
 def test_real_checkpoint_on_real_shards_1_vs_2_ranks(tmp_path: Path) -> None:
     shards = build_eval_shards(tmp_path, n_val=19, n_train=8)
-    model = export_tiny_model(shards, tmp_path / "teach.pt")
+    model = export_tiny_model(shards, tmp_path / "teach.safetensors")
     outs = {}
     for world in (1, 2):
         cfg = {

@@ -88,7 +88,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     ]  # fmt: skip
     res = L.run([sys.executable, "-m", "launch.train", *args], timeout=600)
     assert "finished" in res.stdout + res.stderr
-    return root / "seg", run / "model.pt"
+    return root / "seg", run / "model.safetensors"
 
 
 def test_a_trained_tiny_evaluator_retrieves_reference_motions_well_above_chance(trained) -> None:

@@ -1,6 +1,6 @@
 """Segment, sequence and TEACH pair extraction on the hand-written fixture.
 
-Every expected value below was derived by hand from the rules in reference §6.3 / TEACH's
+Every expected value below was derived by hand from the rules in actiongpt/data/extract.py / TEACH's
 ``extract_frame_labels`` + ``separate_actions`` (frames = int(t * 30); motion length = dur * 30):
 
 1001 (300 frames): walk (0,90), transition (75,120), sit down (105,210), t pose (210,300).
@@ -34,14 +34,8 @@ import pytest
 
 from actiongpt.data.babel import load_babel_split, parse_sequence
 from actiongpt.data.errors import DataError, ReadReport
-from actiongpt.data.extract import (
-    ExtractConfig,
-    Pair,
-    extract_pairs,
-    extract_segments,
-    extract_sequences,
-    records_of,
-)
+from actiongpt.data.extract import ExtractConfig, Pair, records_of
+from tests.babel_extract import extract_pairs, extract_segments, extract_sequences
 
 FIXTURES = Path(__file__).parent / "fixtures" / "babel_small"
 

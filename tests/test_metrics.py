@@ -86,12 +86,12 @@ def assert_same(a: dict[str, float], b: dict[str, float], tol: float = 1e-9) -> 
     assert not bad, bad
 
 
-# ------------------------------------------------- independent reference, written from the spec (§8.2)
+# ------------------------------------------------- independent reference, written from TEACH's compute.py
 # Plain per-sequence, per-frame loops over numpy floats: deliberately no vectorisation and no shared
 # code with actiongpt.metrics / metrics_canon, so that it checks them rather than restates them.
 
 SPEC_FEET = ("LMrot", "LF", "RMrot", "RF")
-SPEC_ACROSS = ("RK", "LK", "RE", "LE")  # what the original actually uses (knees and elbows), §8.2 step 3
+SPEC_ACROSS = ("RK", "LK", "RE", "LE")  # what the original actually uses (knees and elbows) for the heading
 
 
 def _spin(px: float, pz: float, s: float, c: float) -> tuple[float, float]:

@@ -20,7 +20,7 @@ from actiongpt.motion.mmm import (
 from actiongpt.motion.rotations import axis_angle_to_matrix, rotation_about_axis
 from actiongpt.motion.skeleton import bundled_skeleton
 
-# Reference §7.2: MMM index -> SMPL-H index (59/62 = heel landmarks of the 73-joint smplx output).
+# TEACH's mapping: MMM index -> SMPL-H index (59/62 = heel landmarks of the 73-joint smplx output).
 TABLE = [0, 3, 9, 12, 15, 16, 18, 20, 17, 19, 21, 1, 4, 7, 59, 10, 2, 5, 8, 62, 11]
 
 

@@ -10,16 +10,11 @@ import torch
 from actiongpt.models.configs import TeachConfig, TemosConfig
 from actiongpt.models.generate import generate
 from actiongpt.models.registry import build_model
-from actiongpt.models.sequence import (
-    align_full_bodies,
-    align_trajectory,
-    slerp_poses,
-    slerp_translation,
-    stitch,
-)
+from actiongpt.models.sequence import stitch
 from actiongpt.motion.features import rotations_to_features, upright_yaw
 from actiongpt.motion.rotations import matrix_to_axis_angle, rotation_about_axis
 from tests.models_batches import TEXT_DIM, embed_fn_factory, identity_stats, realistic_stats
+from tests.stitch_reference import align_full_bodies, align_trajectory, slerp_poses, slerp_translation
 
 RX90 = rotation_about_axis(torch.tensor(math.pi / 2), "x")
 
@@ -90,17 +85,18 @@ def test_stitch_removes_the_jump_between_actions():
     rot, trans = torch.cat([r0, r1]), torch.cat([t0, t1])
     raw = joint_speed(forward_kinematics(rot, trans, skel))
     assert float(raw[29]) > 1.0  # the unstitched boundary jumps by metres
-    new_rot, new_trans = stitch(rot, trans, [30, 40], slerp_window=8, align="full", yaw="heading")
+    lengths = torch.tensor([[30, 40]])
+    new_rot, new_trans = (x[0] for x in stitch(rot[None], trans[None], lengths, 8, "full", "heading"))
     speed = joint_speed(forward_kinematics(new_rot, new_trans, skel))
     within = float(speed[:29].max())
     assert float(speed.max()) < 0.2  # bounded everywhere (walking is 0.04 m/frame; arms rise over 9 frames)
     assert float(speed[29:39].max()) < within + 0.15
     assert torch.equal(rot, torch.cat([r0, r1]))  # inputs untouched
     # Without a slerp window the pose still jumps at the boundary, but the trajectory is continuous.
-    _, no_slerp_trans = stitch(rot, trans, [30, 40], slerp_window=None, align="full", yaw="heading")
+    no_slerp_trans = stitch(rot[None], trans[None], lengths, None, "full", "heading")[1][0]
     assert float((no_slerp_trans[30, :2] - no_slerp_trans[29, :2]).norm()) < 1e-6
     with pytest.raises(ValueError, match="align mode"):
-        stitch(rot, trans, [30, 40], 8, align="both")
+        stitch(rot[None], trans[None], lengths, 8, align="both")  # type: ignore[arg-type]
 
 
 # -- end to end -------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from actiongpt.config import ConfigError
-from cluster.export import load_exported
+from cluster.export import read_export_meta
 from launch.demo.context import DemoContext
 from launch.results.config import ExperimentConfig, RunSpec, eval_dir, planned_runs, run_dir
 from launch.results.report import cell, mean_std, metrics_table
@@ -182,7 +182,9 @@ def test_train_eval_report_end_to_end_and_a_rerun_skips_finished_runs(
     assert "8 of 8 runs done before; 0 to train" in out and "started" not in out
     # the compact run trained on one text token per action, and its export says so
     compact = RunSpec("teach", "actiongpt", 1, 2, "sentence_mean")
-    assert load_exported(run_dir(cfg, compact) / "model.pt")[1]["aggregator"] == "sentence_mean"
+    assert (
+        read_export_meta(run_dir(cfg, compact) / "model.safetensors")["meta"]["aggregator"] == "sentence_mean"
+    )
 
     from launch.results.evaluation import evaluator_done, evaluator_run
 
@@ -207,7 +209,7 @@ def test_train_eval_report_end_to_end_and_a_rerun_skips_finished_runs(
     assert "- TEACH `sentence_mean`, val: − original aggregation" in text
     # the evaluator's metrics: every evaluation names its checkpoint; Table 1 rows with the reference first,
     # paired per-seed tests
-    assert k1["meta"]["evaluator"]["checkpoint"].endswith("runs/evaluator/model.pt")
+    assert k1["meta"]["evaluator"]["checkpoint"].endswith("runs/evaluator/model.safetensors")
     assert "R_precision_top1" in k1["metrics"] and "foot_skating" in k1["metrics"]
     section = text.split("## Evaluator-based metrics", 1)[1]
     assert "not HumanML3D numbers" in section and "| TEACH | reference motions | – |" in section

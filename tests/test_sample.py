@@ -14,7 +14,7 @@ from actiongpt.models.configs import TeachConfig, TemosConfig
 from actiongpt.models.registry import build_model
 from actiongpt.text.embedders import TextEmbeddings
 from actiongpt.text.phrase_embed import CacheFirstDescriber, PhraseError, make_embed_fn
-from cluster.export import EXPORT_FORMAT
+from cluster.export import write_export
 from launch.cli import main
 from launch.commands.sample import SHIPPED_CACHE
 from tests.models_batches import realistic_stats
@@ -34,8 +34,7 @@ def export_tiny(path: Path, name: str, **meta: object) -> Path:
     realistic_stats(model)
     full_meta = {"model": name, "preset": "tiny", "model_overrides": {}, "text_dim": TEXT_DIM, "step": 0}
     full_meta.update({"embedder": "all-MiniLM-L6-v2", "text_source": "descriptions", **meta})
-    torch.save({"format": EXPORT_FORMAT, "model_state": model.state_dict(), "meta": full_meta}, path)
-    return path
+    return write_export(model.state_dict(), full_meta, path)
 
 
 def raw_describe_yaml(path: Path) -> Path:
@@ -43,8 +42,8 @@ def raw_describe_yaml(path: Path) -> Path:
     return path
 
 
-def test_sample_shipped_phrase_writes_gif_and_npz(tmp_path, capsys):
-    ckpt = export_tiny(tmp_path / "model.pt", "temos", k=4)
+def test_sample_shipped_phrase_writes_gif_and_npz(tmp_path, capsys, no_unpickling):
+    ckpt = export_tiny(tmp_path / "model.safetensors", "temos", k=4)
     out = tmp_path / "samples"
     shipped_before = Path(SHIPPED_CACHE).read_bytes()
     rc = main(
@@ -65,7 +64,7 @@ def test_sample_shipped_phrase_writes_gif_and_npz(tmp_path, capsys):
 
 
 def test_sample_miss_uses_backend_and_user_cache(tmp_path):
-    ckpt = export_tiny(tmp_path / "model.pt", "teach")
+    ckpt = export_tiny(tmp_path / "model.safetensors", "teach")
     out = tmp_path / "samples"
     yaml = raw_describe_yaml(tmp_path / "raw.yaml")
     argv = ["sample", "--checkpoint", str(ckpt), "--out", str(out), "--describe-config", str(yaml)]
@@ -88,7 +87,7 @@ def test_sample_miss_uses_backend_and_user_cache(tmp_path):
 def test_sample_errors(tmp_path, capsys):
     assert main(["sample", "--checkpoint", str(tmp_path / "nope.pt"), "--text", "walk"]) == 2
     assert "nope.pt does not exist" in capsys.readouterr().err
-    ckpt = export_tiny(tmp_path / "model.pt", "temos")
+    ckpt = export_tiny(tmp_path / "model.safetensors", "temos")
     yaml = tmp_path / "openai.yaml"  # an LLM that cannot be reached: no key
     yaml.write_text("backend: openai\nopenai:\n  model: m\n  api_key_env: ACTIONGPT_TEST_UNSET_KEY\n")
     argv = ["sample", "--checkpoint", str(ckpt), "--text", "moonwalk backwards", "--out", str(tmp_path / "o")]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cluster.export import load_export
 from tests.dist_helpers import launch as L
 from tests.dist_helpers import slurm as S
 
@@ -60,7 +61,7 @@ def reference_run(slurm_cluster, work: Path, embedded_shards: dict[str, Path]) -
 
 
 def _model(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "model.pt", map_location="cpu", weights_only=True)["model_state"]
+    return load_export(run / "model.safetensors")[0]
 
 
 def test_train_teach_two_tasks_trains_checkpoints_and_finishes(reference_run, embedded_shards) -> None:
@@ -120,7 +121,7 @@ def test_eval_two_tasks_writes_the_same_metrics_as_one_task(
 ) -> None:
     _, run, _ = reference_run
     args = [
-        f"checkpoint={run / 'model.pt'}",
+        f"checkpoint={run / 'model.safetensors'}",
         f"shards_dir={embedded_shards['pairs']}",
         "split=val",
         "renders=0",

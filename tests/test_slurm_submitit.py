@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
+from cluster.export import load_export
 from tests.dist_helpers import launch as L
 from tests.dist_helpers import slurm as S
 
@@ -79,7 +79,7 @@ def test_submitit_training_with_two_tasks_completes_and_returns_its_result(
     assert len(results) == 2
     main, other = results
     assert main.status == other.status == "finished" and main.step == main.max_steps == 24
-    assert main.resumed_from is None and main.export == Path(handle.run_dir) / "model.pt"
+    assert main.resumed_from is None and main.export == Path(handle.run_dir) / "model.safetensors"
     assert main.export.is_file() and other.export is None  # rank 0 exports
     assert handle.result() == main
     recs = L.train_records(Path(handle.run_dir))
@@ -111,7 +111,7 @@ def test_interrupted_submitit_job_is_requeued_and_completes(
     assert preempted[0]["signal"] in ("SIGTERM", "SIGUSR2")
     ckpt = run / "checkpoints" / f"step-{preempted[0]['step']:08d}"
     assert any(e["path"] == str(ckpt) for e in L.events(run, "resume"))
-    sd = torch.load(run / "model.pt", map_location="cpu", weights_only=True)["model_state"]
+    sd = load_export(run / "model.safetensors")[0]
     assert len(sd) > 0
 
 

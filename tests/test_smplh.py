@@ -19,7 +19,7 @@ from actiongpt.motion.smplh import (
     load_smplh_skeleton,
     smplh_joints,
 )
-from actiongpt.motion.synthetic_smplh import smplh_parents52, write_synthetic_smplh
+from tests.synthetic_smplh import smplh_parents52, write_synthetic_smplh
 
 # smplx's 73-joint SMPL-H output: landmarks after the 52 joints (nose, reye, leye, rear, lear, LBigToe, ...)
 L_BIG_TOE, L_HEEL, R_BIG_TOE, R_HEEL = 57, 59, 60, 62

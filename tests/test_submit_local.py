@@ -161,9 +161,9 @@ def test_debug_executor_trains_in_process_and_returns_the_result(debug_run) -> N
     handle, result = debug_run
     assert handle.cluster == "debug" and handle.stage == "train"
     assert result.status == "finished" and result.step == result.max_steps == 6
-    assert (Path(handle.run_dir) / "model.pt").is_file() and result.export == Path(
+    assert (Path(handle.run_dir) / "model.safetensors").is_file() and result.export == Path(
         handle.run_dir
-    ) / "model.pt"
+    ) / "model.safetensors"
     assert sorted(L.train_records(Path(handle.run_dir))) == list(range(1, 7))
 
 
@@ -173,7 +173,7 @@ def test_debug_executor_evaluates_the_trained_model(debug_run, work: Path, embed
     ev = sub.submit_eval(
         [str(L.REPO / "configs/eval/default.yaml")],
         [
-            f"checkpoint={handle.run_dir}/model.pt",
+            f"checkpoint={handle.run_dir}/model.safetensors",
             f"shards_dir={embedded_shards['pairs']}",
             "renders=0",
             "slerp_window=null",
@@ -196,7 +196,7 @@ def test_eval_submission_without_out_dir_names_the_run_eval_folder(
     ev = sub.submit_eval(
         [str(L.REPO / "configs/eval/default.yaml")],
         [
-            f"checkpoint={handle.run_dir}/model.pt",
+            f"checkpoint={handle.run_dir}/model.safetensors",
             f"shards_dir={embedded_shards['pairs']}",
             "renders=0",
             "max_batches=1",

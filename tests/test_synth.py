@@ -15,7 +15,6 @@ from actiongpt.data.amass import load_amass_npz
 from actiongpt.data.babel import load_babel_split
 from actiongpt.data.dataset import MotionDataset
 from actiongpt.data.errors import ReadReport
-from actiongpt.data.extract import extract_pairs, extract_segments, extract_sequences
 from actiongpt.data.synth.body import body_geometry
 from actiongpt.data.synth.catalogue import ACTIONS, TPOSE_PHRASINGS, check_catalogue
 from actiongpt.data.synth.common import Ctx
@@ -28,6 +27,7 @@ from actiongpt.data.synth.targets import rotate_y
 from actiongpt.motion.fk import forward_kinematics
 from actiongpt.motion.rotations import axis_angle_to_matrix, rotation_about_axis
 from actiongpt.motion.skeleton import bundled_skeleton
+from tests.babel_extract import extract_pairs, extract_segments, extract_sequences
 
 GEO = body_geometry()
 SMALL = dict(

@@ -1,6 +1,6 @@
 """Training examples from BABEL annotations: single segments, sequence labels and TEACH pairs.
 
-Modes of the original (`teach/data/babel.py`, reference §6.3), reproduced rule by rule:
+Modes of the original (TEACH's `teach/data/babel.py`), reproduced rule by rule:
 
 - ``seg``: every frame label of sequences that have frame labels; ``transition`` and t-/a-pose labels
   are dropped. Sequences with ``frame_ann: null`` give nothing here: TEACH marks them invalid for
@@ -339,7 +339,7 @@ def _split_pair(p: tuple[Range, ...]) -> tuple[int, int, int, int]:
       ``over = s1 - e0 <= 0``, i.e. the overlap midpoint;
     - pair without transition: split at ``int(e0 + over/2)`` with ``over = e0 - s1 >= 0``: half the
       overlap *after* a1's end, not the midpoint (TEACH's rule, reproduced because the published pair
-      counts depend on it; see reference §12).
+      counts depend on it).
     The frames of the pair are always ``[a1.s, a2.e)``.
     """
     if len(p) == 3:
@@ -427,58 +427,3 @@ def records_of(
     if mode == "pairs":
         return pairs_of(seq, num_frames, fps, cfg, report)
     raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
-
-
-def _extract(
-    seqs: Iterable[BabelSequence],
-    mode: str,
-    cfg: ExtractConfig | None,
-    lengths: Mapping[str, int] | None,
-    fps: float,
-    report: ReadReport | None,
-) -> list:
-    cfg = cfg or ExtractConfig()
-    report = report if report is not None else ReadReport(strict=True)
-    out: list = []
-    for seq in seqs:
-        # Without motions, the motion length is estimated from BABEL's duration (may differ by a frame).
-        n = lengths[seq.seq_id] if lengths is not None and seq.seq_id in lengths else int(seq.dur * fps)
-        out.extend(records_of(seq, mode, n, fps, cfg, report))
-    return out
-
-
-def extract_segments(
-    seqs: Iterable[BabelSequence],
-    cfg: ExtractConfig | None = None,
-    *,
-    lengths: Mapping[str, int] | None = None,
-    fps: float = 30.0,
-    report: ReadReport | None = None,
-) -> list[Segment]:
-    """``seg`` records of all sequences. ``lengths``: motion frames per ``seq_id`` (default ``int(dur*fps)``).
-    Without ``report`` bad annotations raise `DataError`; rejections are counted in ``report``."""
-    return _extract(seqs, "seg", cfg, lengths, fps, report)
-
-
-def extract_sequences(
-    seqs: Iterable[BabelSequence],
-    cfg: ExtractConfig | None = None,
-    *,
-    lengths: Mapping[str, int] | None = None,
-    fps: float = 30.0,
-    report: ReadReport | None = None,
-) -> list[Segment]:
-    """``seq`` records (sequences without frame labels, first sequence label) of all sequences."""
-    return _extract(seqs, "seq", cfg, lengths, fps, report)
-
-
-def extract_pairs(
-    seqs: Iterable[BabelSequence],
-    cfg: ExtractConfig | None = None,
-    *,
-    lengths: Mapping[str, int] | None = None,
-    fps: float = 30.0,
-    report: ReadReport | None = None,
-) -> list[Pair]:
-    """TEACH pairs of all sequences (see `pairs_of`)."""
-    return _extract(seqs, "pairs", cfg, lengths, fps, report)

@@ -109,7 +109,7 @@ class TeachConfig:
     # false in the original: the history is the *generated* frames (not detached), not the ground truth.
     teacher_forcing: bool = False
     recons_reduction: ReconsReduction = "per_sample"
-    # The original ran the motion encoder without lengths, so padded frames were attended to (reference §12).
+    # The original TEACH ran the motion encoder without lengths, so padded frames were attended to.
     # Fixed here (True); set False to reproduce the original behaviour.
     motion_encoder_masks_padding: bool = True
     # The original TextHist also built a second transformer stack (``motionTransEncoder``) it never used.

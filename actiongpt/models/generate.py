@@ -160,11 +160,7 @@ def generate_sequences(
     )
     rotmats, trans = model.features_to_motion(feats)
     totals = lengths.sum(dim=1)
-    for b in range(bs):
-        n = int(totals[b])
-        rotmats[b, :n], trans[b, :n] = stitch(
-            rotmats[b, :n], trans[b, :n], lengths[b].tolist(), slerp_window, align, yaw
-        )
+    rotmats, trans = stitch(rotmats, trans, lengths.to(rotmats.device), slerp_window, align, yaw)
     starts = torch.cumsum(lengths, dim=1) - lengths
     return _output(model, rotmats, trans, totals, skeleton, starts=starts)
 

@@ -11,7 +11,11 @@
 4. The W reserved frames are filled by slerp of all 22 joint rotations and linear interpolation of the
    translation between the last frame of action i and the first frame of action i + 1.
 
-Batched over B sequences that have the same number of actions (the per-sample stitching is a small loop).
+Everything is batched over B sequences that have the same number of actions. ``stitch`` works on the full
+rotations (``generate.generate_sequences``); ``sequence_features`` -- what the evaluator generates --
+never builds the (B, T, 22, 3, 3) rotations: re-encoding keeps only the first two rows of each matrix, so
+it stitches those rows (``_stitch_rows``), bit-identical to ``stitch`` then re-encoding (pinned in
+tests/test_evaluator.py, which also checks ``stitch`` against a per-sample transcription of the loop).
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from torch import Tensor
 
 from actiongpt.models.base import MotionModel
 from actiongpt.models.inputs import TextBatch, lengths_to_mask
+from actiongpt.models.sampling import derive_seed, per_sample_noise
 from actiongpt.models.teach import TEACH, last_frames
-from actiongpt.motion.features import upright_yaw
+from actiongpt.motion.features import NORM_EPS, NUM_FEATURE_JOINTS, rotate_2d, upright_yaw
+from actiongpt.motion.joints_fast import gram_schmidt_rows_into
 from actiongpt.motion.rotations import (
     matrix_to_axis_angle,
     matrix_to_quaternion,
@@ -41,7 +47,7 @@ AlignMode = Literal["full", "trajectory", "none"]
 YawMode = Literal["original", "heading"]
 
 
-# -- boundary operations (one sequence) ------------------------------------------------------------------
+# -- stitching (batched) ------------------------------------------------------------------------------------
 def _yaw_difference(first_root: Tensor, last_root: Tensor, yaw: YawMode) -> Tensor:
     if yaw == "original":
         return matrix_to_axis_angle(first_root)[..., 2] - matrix_to_axis_angle(last_root)[..., 2]
@@ -50,76 +56,119 @@ def _yaw_difference(first_root: Tensor, last_root: Tensor, yaw: YawMode) -> Tens
     raise ValueError(f"unknown yaw mode {yaw!r} (use 'original' or 'heading')")
 
 
-def align_full_bodies(
-    last_pose: Tensor, last_trans: Tensor, poses: Tensor, trans: Tensor, yaw: YawMode = "original"
-) -> tuple[Tensor, Tensor]:
-    """Turn a chunk (poses (N, 22, 3, 3), trans (N, 3)) about the vertical to face like ``last_pose``.
-
-    Root orientations are left-multiplied by ``Rz(Δ)ᵀ`` with Δ the yaw difference (chunk start − last pose);
-    ground velocities are turned the same way and integrated from the last ground position; height is kept.
-    """
-    angle = _yaw_difference(poses[0, 0], last_pose[0], yaw)
-    rz_t = rotation_about_axis(angle, "z").transpose(-1, -2)
-    root = rz_t @ poses[:, 0]
-    turned = torch.cat((root[:, None], poses[:, 1:]), dim=1)
-    vel = torch.diff(trans[:, :2], dim=0)
-    vel = torch.cat((torch.zeros_like(vel[:1]), vel), dim=0)
-    vel = vel @ rz_t[:2, :2].T
-    traj = torch.cumsum(vel, dim=0) + last_trans[:2]
-    return turned, torch.cat((traj, trans[:, 2:]), dim=1)
-
-
-def align_trajectory(last_trans: Tensor, trans: Tensor) -> Tensor:
-    """Translate a chunk's ground trajectory so that it starts at the last ground position."""
-    traj = trans[:, :2] - trans[:1, :2] + last_trans[:2]
-    return torch.cat((traj, trans[:, 2:]), dim=1)
-
-
-def slerp_poses(last_pose: Tensor, new_pose: Tensor, n: int) -> Tensor:
-    """n in-between poses (n, 22, 3, 3): slerp weights linspace(0, 1, n + 2) without the two ends."""
-    w = torch.linspace(0.0, 1.0, n + 2, dtype=last_pose.dtype, device=last_pose.device)[1:-1]
-    q0 = matrix_to_quaternion(last_pose)[None]
-    q1 = matrix_to_quaternion(new_pose)[None]
-    return quaternion_to_matrix(quaternion_slerp(q0, q1, w[:, None]))
-
-
-def slerp_translation(last_trans: Tensor, new_trans: Tensor, n: int) -> Tensor:
-    w = torch.linspace(0.0, 1.0, n + 2, dtype=last_trans.dtype, device=last_trans.device)[1:-1, None]
-    return (1 - w) * last_trans + w * new_trans
-
-
 def stitch(
     rotmats: Tensor,
     trans: Tensor,
-    lengths: Sequence[int],
+    lengths: Tensor,
     slerp_window: int | None,
     align: AlignMode = "full",
     yaw: YawMode = "original",
 ) -> tuple[Tensor, Tensor]:
-    """Align and interpolate the boundaries of one concatenated sequence (the loop of ``forward_seq``).
+    """Align and interpolate the boundaries of B concatenated sequences (the loop of ``forward_seq``).
 
-    ``rotmats`` (T, 22, 3, 3) and ``trans`` (T, 3) hold the actions back to back, ``lengths`` their lengths
-    (each including its reserved slerp frames). Returns new tensors; the inputs are not modified.
+    ``rotmats`` (B, T, 22, 3, 3), ``trans`` (B, T, 3) hold each sequence's actions back to back, ``lengths``
+    (B, A) the actions' lengths (each including its reserved slerp frames). Returns new tensors.
     """
     if align not in ("full", "trajectory", "none"):
         raise ValueError(f"unknown align mode {align!r} (use 'full', 'trajectory' or 'none')")
-    rotmats, trans = rotmats.clone(), trans.clone()
+    rot, tr = rotmats.clone(), trans.clone()
+    bs, n_frames = rot.shape[:2]
     window = slerp_window or 0
-    end_first = lengths[0] - 1
-    for length in lengths[1:]:
-        begin = end_first + 1 + window
-        stop = end_first + 1 + length
+    b = torch.arange(bs, device=rot.device)
+    t = torch.arange(n_frames, device=rot.device)[None, :]
+    starts = torch.cumsum(lengths, dim=1) - lengths
+    for a in range(1, lengths.shape[1]):
+        end_first = starts[:, a] - 1  # last frame of the (already stitched) previous action
+        begin = starts[:, a] + window
+        stop = starts[:, a] + lengths[:, a]
+        chunk = (t >= begin[:, None]) & (t < stop[:, None])  # (B, T)
+        last_pose, last_tr = rot[b, end_first], tr[b, end_first]
         if align == "full":
-            rotmats[begin:stop], trans[begin:stop] = align_full_bodies(
-                rotmats[end_first], trans[end_first], rotmats[begin:stop], trans[begin:stop], yaw
-            )
+            angle = _yaw_difference(rot[b, begin, 0], last_pose[:, 0], yaw)  # type: ignore[arg-type]
+            rz_t = rotation_about_axis(angle, "z").transpose(-1, -2)  # (B, 3, 3)
+            rot[:, :, 0] = torch.where(chunk[..., None, None], rz_t[:, None] @ rot[:, :, 0], rot[:, :, 0])
+            vel = torch.zeros_like(tr[..., :2])
+            vel[:, 1:] = tr[:, 1:, :2] - tr[:, :-1, :2]
+            vel = vel * (chunk & (t > begin[:, None]))[..., None]  # 0 at the chunk's first frame
+            vel = torch.einsum("btj,bij->bti", vel, rz_t[:, :2, :2])
+            traj = torch.cumsum(vel, dim=1) + last_tr[:, None, :2]
+            tr[..., :2] = torch.where(chunk[..., None], traj, tr[..., :2])
         elif align == "trajectory":
-            trans[begin:stop] = align_trajectory(trans[end_first], trans[begin:stop])
+            traj = tr[..., :2] - tr[b, begin, :2][:, None] + last_tr[:, None, :2]
+            tr[..., :2] = torch.where(chunk[..., None], traj, tr[..., :2])
         if window:
-            rotmats[end_first + 1 : begin] = slerp_poses(rotmats[end_first], rotmats[begin], window)
-            trans[end_first + 1 : begin] = slerp_translation(trans[end_first], trans[begin], window)
-        end_first += length
-    return rotmats, trans
+            w = torch.linspace(0.0, 1.0, window + 2, dtype=rot.dtype, device=rot.device)[1:-1]  # (W,)
+            q0 = matrix_to_quaternion(last_pose)[:, None]  # (B, 1, 22, 4)
+            q1 = matrix_to_quaternion(rot[b, begin])[:, None]
+            frames = end_first[:, None] + 1 + torch.arange(window, device=rot.device)[None, :]  # (B, W)
+            rot[b[:, None], frames] = quaternion_to_matrix(quaternion_slerp(q0, q1, w[None, :, None]))
+            wt = w[None, :, None]
+            tr[b[:, None], frames] = (1 - wt) * last_tr[:, None] + wt * tr[b, begin][:, None]
+    return rot, tr
+
+
+def _stitch_rows(
+    root: Tensor,
+    trans: Tensor,
+    rows: tuple[Tensor, Tensor],
+    out6: Tensor,
+    lengths: Tensor,
+    slerp_window: int | None,
+    align: str,
+    yaw: str,
+) -> tuple[Tensor, Tensor]:
+    """``stitch`` when only the stitched 6D features are wanted: the root orientations ``root``
+    (B, T, 3, 3) and ``trans`` are stitched as there; the other joints change only on the slerp frames, where
+    their first two rows are written into ``out6`` (B, T, 22, 6). Full matrices are assembled (cross product)
+    just for the two frames each boundary reads. The same operations on the same numbers as ``stitch``
+    on ``rot6d_to_matrix`` of the rows. ``root``, ``trans`` and ``out6`` are updated in place."""
+    if align not in ("full", "trajectory", "none"):
+        raise ValueError(f"unknown align mode {align!r} (use 'full', 'trajectory' or 'none')")
+    b1, b2 = rows
+    bs, n_frames = root.shape[:2]
+    window = slerp_window or 0
+    b = torch.arange(bs, device=root.device)
+    t = torch.arange(n_frames, device=root.device)[None, :]
+    starts = torch.cumsum(lengths, dim=1) - lengths
+
+    def pose(frame: Tensor) -> Tensor:
+        """Every joint's matrix (B, 22, 3, 3) at ``frame`` (B,) -- never a slerp frame of an earlier
+        boundary (each action after the first has more than window + 1 frames)."""
+        r1, r2 = b1[b, frame], b2[b, frame]
+        full = torch.stack([r1, r2, torch.cross(r1, r2, dim=-1)], dim=-2)
+        full[:, 0] = root[b, frame]
+        return full
+
+    for a in range(1, lengths.shape[1]):
+        end_first = starts[:, a] - 1  # last frame of the (already stitched) previous action
+        begin = starts[:, a] + window
+        stop = starts[:, a] + lengths[:, a]
+        chunk = (t >= begin[:, None]) & (t < stop[:, None])  # (B, T)
+        last_pose, last_tr = pose(end_first), trans[b, end_first]
+        if align == "full":
+            angle = _yaw_difference(root[b, begin], last_pose[:, 0], yaw)  # type: ignore[arg-type]
+            rz_t = rotation_about_axis(angle, "z").transpose(-1, -2)  # (B, 3, 3)
+            root = torch.where(chunk[..., None, None], rz_t[:, None] @ root, root)
+            vel = torch.zeros_like(trans[..., :2])
+            vel[:, 1:] = trans[:, 1:, :2] - trans[:, :-1, :2]
+            vel = vel * (chunk & (t > begin[:, None]))[..., None]  # 0 at the chunk's first frame
+            vel = torch.einsum("btj,bij->bti", vel, rz_t[:, :2, :2])
+            traj = torch.cumsum(vel, dim=1) + last_tr[:, None, :2]
+            trans[..., :2] = torch.where(chunk[..., None], traj, trans[..., :2])
+        elif align == "trajectory":
+            traj = trans[..., :2] - trans[b, begin, :2][:, None] + last_tr[:, None, :2]
+            trans[..., :2] = torch.where(chunk[..., None], traj, trans[..., :2])
+        if window:
+            w = torch.linspace(0.0, 1.0, window + 2, dtype=root.dtype, device=root.device)[1:-1]  # (W,)
+            q0 = matrix_to_quaternion(last_pose)[:, None]  # (B, 1, 22, 4)
+            q1 = matrix_to_quaternion(pose(begin))[:, None]
+            frames = end_first[:, None] + 1 + torch.arange(window, device=root.device)[None, :]  # (B, W)
+            mats = quaternion_to_matrix(quaternion_slerp(q0, q1, w[None, :, None]))  # (B, W, 22, 3, 3)
+            root[b[:, None], frames] = mats[:, :, 0]
+            out6[b[:, None], frames, 1:] = mats[:, :, 1:, :2, :].flatten(-2)
+            wt = w[None, :, None]
+            trans[b[:, None], frames] = (1 - wt) * last_tr[:, None] + wt * trans[b, begin][:, None]
+    return root, trans
 
 
 # -- generation (batched) --------------------------------------------------------------------------------
@@ -191,3 +240,59 @@ def generate_sequence_features(
         rows = chunk.reshape(-1, model.nfeats).index_select(0, bi * chunk.shape[1] + ti)
         out.view(-1, model.nfeats).index_copy_(0, bi * out.shape[1] + offsets[bi, a] + ti, rows)
     return out
+
+
+@torch.no_grad()
+def sequence_features(
+    model: MotionModel,
+    texts: Sequence[TextBatch],
+    lengths: Tensor,
+    seeds: Sequence[int],
+    *,
+    mean: bool = False,
+    fact: float = 1.0,
+    slerp_window: int | None = 8,
+    align: AlignMode = "full",
+    yaw: YawMode = "original",
+) -> Tensor:
+    """What ``generate_sequences(...).features`` returns (same seeds -> same noise), batched: unnormalised
+    features (B, T, 135) re-encoded from the stitched rotations, zero after each sequence's length.
+
+    The same numbers as ``features_to_motion`` -> ``stitch`` -> ``rotations_to_features(..., "none")``
+    on every valid frame, without building and re-slicing the (B, T, 22, 3, 3) rotations: re-encoding keeps
+    the first two rows of each matrix, which for every joint but the root are the Gram-Schmidt rows of the
+    decoded features except on the slerp frames (``_stitch_rows``)."""
+    bs, n_actions = lengths.shape
+    device = model.feature_mean.device
+    noise = None
+    if not mean:
+        flat = [derive_seed(s, "action", a) for s in seeds for a in range(n_actions)]
+        noise = per_sample_noise(flat, model.latent_dim, device).view(bs, n_actions, -1)
+    feats = generate_sequence_features(
+        model, texts, lengths, slerp_window=slerp_window, mean=mean, fact=fact, noise=noise
+    )
+    # features_to_rotations(model.denormalize(feats)) kept as rows: the Gram-Schmidt rows of every joint
+    # (rot6d_to_matrix's operations) are written straight into the output's 6D slots
+    model.require_feature_stats("denormalising features")
+    x = feats.mul_(model.feature_std.to(feats) + NORM_EPS).add_(model.feature_mean.to(feats))  # = denormalize
+    traj = torch.cumsum(x[..., 1:3], dim=-2)
+    trans = torch.cat([traj - traj[..., :1, :], x[..., 0:1]], dim=-1)
+    out = torch.empty_like(x)
+    out6 = out[..., 3:].unflatten(-1, (NUM_FEATURE_JOINTS, 6))  # (B, T, 22, 6) view
+    b1, b2 = gram_schmidt_rows_into(x[..., 3:].unflatten(-1, (NUM_FEATURE_JOINTS, 6)), out6)
+    root = torch.stack([b1[..., 0, :], b2[..., 0, :], torch.cross(b1[..., 0, :], b2[..., 0, :], dim=-1)], -2)
+    lengths = lengths.to(device)
+    root, trans = _stitch_rows(root, trans, (b1, b2), out6, lengths, slerp_window, align, yaw)
+    mask = lengths_to_mask(lengths.sum(dim=1), root.shape[1])
+    eye = torch.eye(3, dtype=root.dtype, device=root.device)
+    root = torch.where(mask[..., None, None], root, eye)
+    # rotations_to_features(rotmats, trans * mask, canonicalize="none") * mask, its operations on this layout
+    trans = trans * mask[..., None]
+    theta = root.new_zeros(bs)  # canonical_angle(..., "none")
+    xy = trans[..., :2]
+    vel = torch.cat([torch.zeros_like(xy[..., :1, :]), xy[..., 1:, :] - xy[..., :-1, :]], dim=-2)
+    out[..., 1:3] = rotate_2d(vel, -theta)
+    out[..., 0:1] = trans[..., 2:3]
+    rz_t = rotation_about_axis(theta, "z").transpose(-1, -2)[..., None, :, :]  # (B, 1, 3, 3)
+    out6[..., 0, :] = (rz_t @ root)[..., :2, :].flatten(-2)
+    return out.mul_(mask[..., None])

@@ -85,7 +85,7 @@ class TEACH(MotionModel):
 
     # -- training ------------------------------------------------------------------------------------------
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
-        """Loss dict for a pairs batch (keys with suffixes _0/_1, see CONTRACTS.md)."""
+        """Loss dict for a pairs batch (``actiongpt.models.batch``: by the names with suffixes _0/_1)."""
         need = [f"{k}_{i}" for i in (0, 1) for k in ("motion", "lengths", "text", "text_mask")]
         require(batch, need, self.name)
         cfg, w = self.cfg, self.cfg.losses

@@ -58,7 +58,7 @@ class TEMOS(MotionModel):
 
     # -- training ------------------------------------------------------------------------------------------
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
-        """Loss dict for a single-action batch (see the batch schema in CONTRACTS.md)."""
+        """Loss dict for a single-action batch (``actiongpt.models.batch``)."""
         require(batch, ["motion", "lengths", "text", "text_mask"], self.name)
         motion, lengths = batch["motion"], batch["lengths"]
         check_motion(motion, lengths, self.nfeats, self.name)

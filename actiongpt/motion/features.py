@@ -40,6 +40,9 @@ Round trips (tested in ``tests/test_features.py``):
   ``Rz(-theta) (trans - [trans_xy[0], 0])`` (height kept). Forward-kinematics joints are the input's
   rotated by ``Rz(-theta)`` plus a constant offset (SMPL-H places the root at ``rest[0] + trans``
   without rotating ``rest[0]``, so the offset is not only the removed start position).
+
+``feature_stats`` (public, in ``__all__``) is the one-call mean/std over feature arrays for users; the shard
+writer accumulates the same ``RunningStats`` incrementally.
 """
 
 from __future__ import annotations
@@ -57,6 +60,22 @@ from actiongpt.motion.rotations import (
     rot6d_to_matrix,
     rotation_about_axis,
 )
+
+__all__ = [
+    "CANONICALIZE_MODES",
+    "FEATURE_DIM",
+    "NORM_EPS",
+    "NUM_FEATURE_JOINTS",
+    "RunningStats",
+    "canonical_angle",
+    "denormalize",
+    "feature_stats",
+    "features_to_rotations",
+    "normalize",
+    "rotate_2d",
+    "rotations_to_features",
+    "upright_yaw",
+]
 
 FEATURE_DIM = 135
 NUM_FEATURE_JOINTS = 22
@@ -108,7 +127,7 @@ def canonical_angle(root_orient0: torch.Tensor, canonicalize: str | bool = "orig
     return a_z + math.pi / 2
 
 
-def _rotate_2d(v: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+def rotate_2d(v: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """Rotate (..., T, 2) vectors by ``angle`` (...,)."""
     c, s = torch.cos(angle)[..., None], torch.sin(angle)[..., None]
     x, y = v[..., 0], v[..., 1]
@@ -141,7 +160,7 @@ def rotations_to_features(
     height = trans[..., 2:3]
     xy = trans[..., :2]
     vel = torch.cat([torch.zeros_like(xy[..., :1, :]), xy[..., 1:, :] - xy[..., :-1, :]], dim=-2)
-    vel = _rotate_2d(vel, -theta)
+    vel = rotate_2d(vel, -theta)
     rz_t = rotation_about_axis(theta, "z").transpose(-1, -2)[..., None, :, :]  # (..., 1, 3, 3)
     root = rz_t @ rotmats[..., 0, :, :]
     mats = torch.cat([root[..., None, :, :], rotmats[..., 1:, :, :]], dim=-3)

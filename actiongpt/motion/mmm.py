@@ -1,8 +1,8 @@
 """The 21-joint MMM evaluation layout (TEACH/Action-GPT ``jointstype="mmmns"``).
 
-Joint order and sources (reference §7.2): the 21 MMM joints are 19 SMPL-H body joints plus the two heel
-landmarks (``LMrot``/``RMrot``), which SMPL-H takes from mesh vertices and our skeletons carry as end
-points rigidly attached to the ankles.
+Joint order and sources (TEACH's ``teach/info/joints.py`` ``mmm_joints`` order; ``MMM21_SOURCES`` below): the
+21 MMM joints are 19 SMPL-H body joints plus the two heel landmarks (``LMrot``/``RMrot``), which SMPL-H takes
+from mesh vertices and our skeletons carry as end points rigidly attached to the ankles.
 
 Axes: ``(x, y, z)_mmm = (y, z, -x)_amass``: y is up, the ground plane is (x, z), and a body facing
 AMASS -x (the canonical facing of ``features.rotations_to_features``) faces MMM +z. The map has
@@ -13,6 +13,9 @@ Units: ``"mmmns"`` keeps metres (TEACH, Action-GPT); ``"mmm"`` multiplies by ``4
 (Mathux/TEMOS's MMM millimetre-like scale). The original additionally shifts each sequence so its
 frame-0 root equals ``trans[0]`` (mixing axes); it has no effect on APE/AVE, which remove the floor and
 re-integrate the trajectory from zero, so it is not reproduced here.
+
+Public API (``__all__``) includes ``mmm_to_amass_axes``, the inverse axis map, for users bringing MMM-layout
+joints (e.g. the original's outputs) back to the AMASS frame; the pipeline only maps the other way.
 """
 
 from __future__ import annotations
@@ -21,6 +24,22 @@ import torch
 
 from actiongpt.motion.fk import forward_kinematics
 from actiongpt.motion.skeleton import JOINT_INDEX, Skeleton
+
+__all__ = [
+    "JOINTS_TYPES",
+    "MMM21_CHAINS",
+    "MMM21_JOINTS",
+    "MMM21_SOURCES",
+    "MMM_SCALE",
+    "SMPLH73_LEFT_HEEL",
+    "SMPLH73_RIGHT_HEEL",
+    "SMPLH73_TO_MMM21",
+    "amass_to_mmm_axes",
+    "joints_mmm21",
+    "mmm_to_amass_axes",
+    "smplh73_to_mmm21",
+    "to_mmm21",
+]
 
 MMM21_JOINTS: tuple[str, ...] = (
     "root", "BP", "BT", "BLN", "BUN", "LS", "LE", "LW", "RS", "RE", "RW",

@@ -8,12 +8,33 @@ Conventions:
   TEACH/TEMOS code, the 6 numbers are the first two **rows** of the matrix, row-major
   ``(R00, R01, R02, R10, R11, R12)``; the inverse re-orthonormalises them by Gram-Schmidt and takes the
   third row as their cross product.
+
+Every conversion below is public API (``__all__``), also those the pipeline itself does not call
+(``axis_angle_to_quaternion``, ``axis_angle_to_rot6d``, ``rot6d_to_axis_angle``, ``quaternion_multiply``):
+they complete the set for users working with other representations, and tests pin them.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+__all__ = [
+    "axis_angle_to_matrix",
+    "axis_angle_to_quaternion",
+    "axis_angle_to_rot6d",
+    "matrix_to_axis_angle",
+    "matrix_to_quaternion",
+    "matrix_to_rot6d",
+    "quaternion_multiply",
+    "quaternion_slerp",
+    "quaternion_to_axis_angle",
+    "quaternion_to_matrix",
+    "rot6d_to_axis_angle",
+    "rot6d_to_matrix",
+    "rotation_about_axis",
+    "skew",
+]
 
 _EPS = 1e-8
 

@@ -1,4 +1,5 @@
-"""Aggregators of the k description embeddings of one action label (paper §2, reference §3).
+"""Aggregators of the k description embeddings of one action label (paper §2; the original code's
+position-wise mean, ``aggregate_tokens(..., "original")``, is documented there).
 
 Token states (TEMOS/TEACH path), descriptions i = 1..k with n_i tokens each, G = max n_i:
 

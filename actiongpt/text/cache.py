@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from actiongpt.io_utils import atomic_write_text
 from actiongpt.text.prompt import template_digest
 
 if TYPE_CHECKING:
@@ -241,11 +242,8 @@ class FailureLog:
         if not self.current:
             self.path.unlink(missing_ok=True)
             return 0
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for rec in self.current.values():
-                fh.write(json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n")
-        tmp.replace(self.path)
+        lines = (json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n" for rec in self.current.values())
+        atomic_write_text(self.path, "".join(lines))
         return len(self.current)
 
 
@@ -298,12 +296,9 @@ def merge_caches(inputs: Iterable[str | Path], out: str | Path) -> MergeReport:
                     }
                 )
     ordered = sorted(merged.values(), key=lambda r: (r["label"], r["i"], r["key"]))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for rec in ordered:
-            fh.write(json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n")
-    tmp.replace(out)
+    atomic_write_text(
+        out, "".join(json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n" for rec in ordered)
+    )
     report.records = len(ordered)
     return report
 

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -351,8 +350,3 @@ def run_requests(
             await backend.aclose()
 
     return asyncio.run(main())
-
-
-def failure_counts(failures: FailureLog | None) -> Counter:
-    """Reasons of the failures recorded by this run."""
-    return Counter(f["reason"].split(":")[0] for f in (failures.current.values() if failures else []))

@@ -1,7 +1,8 @@
 """The embedding stage: embed every label and its descriptions once, distributed and resumable.
 
 Training never runs a text encoder (the original ran DistilBERT on k descriptions per sample at every
-step and re-read the description json on every batch, reference §2.3 and Table 3). This stage runs once:
+step and re-read the description json on every batch: the paper's Table 3 training-time overhead). This
+stage runs once:
 
 1. A label belongs to chunk ``sha256(label) mod chunks``, so adding labels (descriptions are often
    generated incrementally) changes only the chunks they fall into. The j-th non-empty chunk is embedded by
@@ -25,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from actiongpt.io_utils import atomic_write_json
 from actiongpt.text.embedders import EmbeddingError, TextEmbedder
 from actiongpt.text.embedding_store import (
     STORE_FORMAT,
     STORE_VERSION,
     EmbeddingStore,
-    atomic_write_json,
     chunk_input_digest,
     read_chunk_meta,
     write_chunk,

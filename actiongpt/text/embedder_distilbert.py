@@ -29,7 +29,7 @@ def uncased_wordpiece_tokenizer() -> Any:
     from actiongpt.text.embedder_minilm import minilm_path
 
     # from_pretrained(folder), not DistilBertTokenizer(vocab_file=...): in transformers 5.23 the latter
-    # silently builds a 5-token vocabulary (platform notes, pitfall 6).
+    # silently builds a 5-token vocabulary (checked below).
     tok = DistilBertTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
     if len(tok) != BERT_UNCASED_VOCAB:
         raise RuntimeError(

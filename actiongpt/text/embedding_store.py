@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from actiongpt.io_utils import atomic_write_bytes, atomic_write_json
 
 STORE_FORMAT = "actiongpt-embeddings"
 STORE_VERSION = 1
@@ -59,21 +60,6 @@ def chunk_input_digest(items: Sequence[tuple[str, Sequence[str]]], embedder_dige
     return h.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    _atomic_write_bytes(
-        Path(path), (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
-    )
-
-
 def npy_bytes(arr: np.ndarray) -> bytes:
     import io
 
@@ -98,8 +84,8 @@ def write_chunk(
     name = chunk_name(index)
     dim = tokens[0].shape[1]
     tok = np.concatenate(tokens, axis=0) if tokens else np.zeros((0, dim), np.float16)
-    _atomic_write_bytes(folder / f"{name}.tok.npy", npy_bytes(tok.astype(np.float16)))
-    _atomic_write_bytes(folder / f"{name}.pooled.npy", npy_bytes(pooled.astype(np.float16)))
+    atomic_write_bytes(folder / f"{name}.tok.npy", npy_bytes(tok.astype(np.float16)), fsync=True)
+    atomic_write_bytes(folder / f"{name}.pooled.npy", npy_bytes(pooled.astype(np.float16)), fsync=True)
     atomic_write_json(
         folder / f"{name}.json",
         {
@@ -222,10 +208,3 @@ class EmbeddingStore:
             desc_tokens=texts[1:],
             desc_pooled=vecs[1:],
         )
-
-
-def descriptions_digest(descriptions: Mapping[str, Sequence[str]]) -> str:
-    h = hashlib.sha256()
-    for label in sorted(descriptions):
-        h.update(json.dumps([label, list(descriptions[label])], ensure_ascii=False).encode())
-    return h.hexdigest()

@@ -31,7 +31,7 @@ class SamplingConfig:
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     # Not an OpenAI parameter: sent as extra body (vLLM, llama.cpp accept it) and used by the local
-    # backend. A mild 1.1 stops small models from looping (platform-notes §8.3).
+    # backend. A mild 1.1 stops small models from looping; 1.3 already destroys coherence.
     repetition_penalty: float | None = None
 
     def __post_init__(self) -> None:

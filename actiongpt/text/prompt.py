@@ -2,7 +2,9 @@
 
 The paper's prompt function (§2.1) is the default. A template is data: system text, few-shot pairs and
 the prompt function, so that it can be recorded in every cache line and hashed into the cache key.
-Small local models need more than the bare prompt (platform-notes §8.3), hence the few-shot preset.
+Small local models need more than the bare prompt (SmolLM2-135M with the paper's prompt alone mostly writes
+stories about invented characters; a system message plus two few-shot examples keeps it on body movements),
+hence the few-shot preset.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ TEMPLATES: dict[str, PromptTemplate] = {
     "original_code": PromptTemplate("original_code", prompt=ORIGINAL_CODE_PROMPT),
     # The paper prompt behind a system message restricting the answer to body parts.
     "body_parts": PromptTemplate("body_parts", system=BODY_PARTS_SYSTEM),
-    # System message + two few-shot examples: what small local models need (platform-notes §8.3).
+    # System message + two few-shot examples: what small local models need (see the module doc).
     "body_parts_fewshot": PromptTemplate(
         "body_parts_fewshot", system=BODY_PARTS_SYSTEM, few_shot=BODY_PARTS_FEW_SHOT
     ),

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from actiongpt.config import ConfigError
+from actiongpt.models.batch import MotionBatch
 from cluster.process_group import ProcessGroupInfo
 from cluster.train_config import TrainConfig
 
@@ -40,7 +41,7 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
 
 def to_device(batch: Any, device: torch.device) -> Any:
     """Move every tensor of a (nested) batch to ``device``; other values pass through."""
-    if isinstance(batch, torch.Tensor):
+    if isinstance(batch, torch.Tensor | MotionBatch):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, Mapping):
         return {k: to_device(v, device) for k, v in batch.items()}

@@ -33,7 +33,7 @@ CLIENT_KEY = "actiongpt_train_state"
 
 
 def disable_jit_ops_on_cpu() -> None:
-    """Keep DeepSpeed from JIT-compiling its shared-memory comm op on CPU (platform-notes §2.4)."""
+    """Keep DeepSpeed from JIT-compiling its shared-memory comm op on CPU (an ~85 s build; gloo is used)."""
     if torch.cuda.is_available():
         return
     import deepspeed.ops

@@ -13,7 +13,6 @@ retries only those); 2 a user or configuration error (also a rejected API key or
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from typing import Any
 
 from actiongpt import config as cfglib
 from actiongpt.config import ConfigError
+from actiongpt.io_utils import atomic_write_text, file_sha256
 from actiongpt.text.batch_api import export_batch, import_results, index_path, read_index
 from actiongpt.text.cache import (
     DescriptionCache,
@@ -95,14 +95,6 @@ def make_plan(cfg: DescribeConfig, explicit_part: str | None = None) -> Plan:
     )
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _provenance(cfg: DescribeConfig, plan: Plan) -> dict[str, Any]:
     """What produced this part's descriptions: config, template, labels, seeds, software versions."""
     import platform
@@ -126,7 +118,7 @@ def _provenance(cfg: DescribeConfig, plan: Plan) -> dict[str, Any]:
             "re_ask": "answer n was degenerate: int(sha256(f'{seed}\\0retry{n}')[:8 bytes]) mod (2**31-1)",
         },
         "labels": {
-            "sources": [{"path": str(p), "sha256": _file_sha256(Path(p))} for p in cfg.labels],
+            "sources": [{"path": str(p), "sha256": file_sha256(p)} for p in cfg.labels],
             "label_field": cfg.label_field,
             "total": plan.all_labels,
             "this_part": len(plan.labels),
@@ -141,10 +133,7 @@ def _provenance(cfg: DescribeConfig, plan: Plan) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 # -- subcommands ---------------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
 """``actiongpt eval``: APE/AVE of trained backbones on a split, on one process or many ranks.
 
-    actiongpt eval run -c configs/eval/default.yaml checkpoint=runs/teach-agpt/model.pt
+    actiongpt eval run -c configs/eval/default.yaml checkpoint=runs/teach-agpt/model.safetensors
     torchrun --nproc_per_node=4 -m launch.cli eval run checkpoint=runs/teach-agpt text_source=label
     actiongpt eval run -c configs/eval/zeroshot.yaml checkpoint=...        # the zero-shot split
     actiongpt eval compare -c configs/eval/compare_table1.yaml            # Default vs Action-GPT per backbone
     actiongpt eval compare -c configs/eval/compare_k.yaml                 # the k = 1, 2, 4, 8 ablation
     actiongpt eval table runs/eval/a runs/eval/b                          # a table from existing results
-    actiongpt eval run checkpoint=runs/teach-agpt evaluator=runs/evaluator/model.pt   # + R-precision, FID...
-    actiongpt eval evaluator evaluator=runs/evaluator/model.pt shards_dir=data/embedded/shards/seg-minilm
+    actiongpt eval run checkpoint=runs/teach-agpt evaluator=runs/evaluator/model.safetensors   # + R-precision, FID...
+    actiongpt eval evaluator evaluator=runs/evaluator/model.safetensors shards_dir=data/embedded/shards/seg-minilm
 
 ``run`` writes ``metrics.json``, ``samplewise_error_values.json`` (per key: text, APE root and trajectory),
 ``table.md`` (Table 1's layout), ``config.yaml`` and ``renders/`` (generated vs reference GIFs and trajectory

@@ -1,7 +1,7 @@
 """``actiongpt sample``: zero-shot generation from free text, with a render.
 
     actiongpt sample --checkpoint runs/teach-agpt --text "act like a dog" --seconds 4
-    actiongpt sample --checkpoint runs/teach-agpt/model.pt --text "walk forward" --text "sit down" --seconds 3
+    actiongpt sample --checkpoint runs/teach-agpt --text "walk forward" --text "sit down" --seconds 3
 
 A phrase is looked up in the description caches (the shipped one and the user cache
 ``<out>/descriptions.jsonl``); on a miss the describe backend of ``--describe-config`` writes its descriptions
@@ -124,9 +124,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     ckpt = Path(args.checkpoint)
     if not ckpt.exists():
-        raise UserError(
-            f"checkpoint {ckpt} does not exist (give an exported model.pt, a checkpoint or a run dir)"
-        )
+        raise UserError(f"checkpoint {ckpt} does not exist (give an export, a checkpoint or a run dir)")
     if not args.text:
         raise UserError("give at least one --text PHRASE")
     if args.num_samples < 1:
@@ -211,7 +209,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, help="exported model.pt, a checkpoint dir or a run dir")
+    p.add_argument("--checkpoint", required=True, help="model.safetensors, a checkpoint or a run dir")
     p.add_argument("--text", action="append", default=[], help="action phrase (repeatable)")
     p.add_argument(
         "--seconds",

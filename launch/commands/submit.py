@@ -2,7 +2,7 @@
 
     actiongpt submit train -c configs/train/teach.yaml run_dir=runs/teach-a --nodes 2 --gpus-per-node 8 \\
         --partition gpu --account proj --timeout-min 1440
-    actiongpt submit eval checkpoint=runs/teach-a/model.pt --gpus-per-node 4 --wait
+    actiongpt submit eval checkpoint=runs/teach-a/model.safetensors --gpus-per-node 4 --wait
     actiongpt submit describe labels=[data/babel/train.json] --parts 8 --timeout-min 240
     actiongpt submit train -c configs/train/teach.yaml -c configs/train/tiny.yaml --cluster local --wait
 

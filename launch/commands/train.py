@@ -4,7 +4,7 @@
     torchrun --nproc_per_node=4 -m launch.train -c configs/train/teach.yaml       # 4 ranks (DDP)
     torchrun --nproc_per_node=2 -m launch.train -c configs/train/temos.yaml -c configs/train/deepspeed.yaml
     srun python -m launch.train -c configs/train/motionclip.yaml run_dir=runs/mc  # Slurm (see slurm/)
-    actiongpt train -c configs/train/teach.yaml --export runs/teach/model.pt     # export the newest ckpt
+    actiongpt train -c configs/train/teach.yaml --export runs/teach/model.safetensors  # the newest ckpt
 
 The same command run again resumes from the newest complete checkpoint of ``run_dir`` (also at another
 world size). On SIGUSR1/SIGTERM (``signals``) every rank saves at the next step boundary, rank 0 requeues

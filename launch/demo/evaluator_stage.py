@@ -28,7 +28,7 @@ def shards_for(shards_dir: Any, layouts: list[str]) -> Path:
 
 
 def model_file(out: Path) -> Path:
-    return Path(out) / "runs" / NAME / "model.pt"
+    return Path(out) / "runs" / NAME / "model.safetensors"
 
 
 def quality_dir(out: Path) -> Path:

@@ -117,7 +117,9 @@ def train_inputs(ctx: DemoContext, backbone: str, method: str) -> dict[str, Any]
 
 
 def _model_file(ctx: DemoContext, backbone: str, method: str) -> Path:
-    return ctx.run_dir(backbone, method) / "model.pt"
+    from cluster.export import EXPORT_FILE
+
+    return ctx.run_dir(backbone, method) / EXPORT_FILE
 
 
 def _run_done(ctx: DemoContext, backbone: str, method: str) -> bool:

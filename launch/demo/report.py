@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from actiongpt.io_utils import atomic_write_text
 from actiongpt.models.registry import display_name
 from launch.demo.context import METHODS, DemoContext
 from launch.demo.model_stages import (
@@ -127,7 +128,7 @@ def results_markdown(ctx: DemoContext) -> str:
         loss = f"{s['first']:.4f} -> {s['last']:.4f}" + ("" if s["fell"] else " (did not fall)")
         out.append(
             f"| {display_name(b)} {METHODS[m][1]} | {text} | {s['steps']} | {loss} | "
-            f"`{ctx.run_dir(b, m) / 'model.pt'}` |"
+            f"`{ctx.run_dir(b, m) / 'model.safetensors'}` |"
         )
     out += ["", "## Renders (generated vs reference; the same samples for Default and Action-GPT)"]
     for split in ctx.cfg.eval.splits:
@@ -153,10 +154,7 @@ def results_markdown(ctx: DemoContext) -> str:
 def report_run(ctx: DemoContext) -> None:
     inputs = report_inputs(ctx)
     text = results_markdown(ctx)
-    path = ctx.out / RESULTS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write_text(ctx.out / RESULTS_FILE, text)
     write_stamp(ctx.out, "report", inputs)
     report_show(ctx)
 

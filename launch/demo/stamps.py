@@ -8,20 +8,12 @@ downstream of it. Stamps are written after the outputs are complete, so an inter
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from actiongpt.io_utils import atomic_write_text, file_sha256
 
 
 def files_sha256(paths: Iterable[str | Path]) -> dict[str, str | None]:
@@ -47,16 +39,9 @@ def read_stamp(run: Path, name: str) -> Any | None:
 
 
 def write_stamp(run: Path, name: str, inputs: Any) -> Path:
-    path = stamp_path(run, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"inputs": _normal(inputs)}, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def clear_stamp(run: Path, name: str) -> None:
-    stamp_path(run, name).unlink(missing_ok=True)
+    return atomic_write_text(
+        stamp_path(run, name), json.dumps({"inputs": _normal(inputs)}, indent=1, sort_keys=True) + "\n"
+    )
 
 
 def stamp_matches(run: Path, name: str, inputs: Any) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from actiongpt import config as cfglib
-from launch.demo.context import LAYOUT, SPLITS, DemoContext
+from launch.demo.context import SPLITS, DemoContext
 from launch.demo.runner import run_cli
 from launch.demo.stamps import files_sha256, stamp_matches, write_stamp
 from launch.errors import UserError
@@ -247,7 +247,3 @@ def embed_show(ctx: DemoContext) -> None:
         f"label and its k = {ctx.cfg.k} descriptions) embedded by {emb.get('name')} "
         f"({emb.get('token_dim')}-d tokens)"
     )
-
-
-def layouts_for(backbones: list[str]) -> list[str]:
-    return sorted({LAYOUT[b] for b in backbones})

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from actiongpt.io_utils import atomic_write_text, markdown_table
 from actiongpt.models.registry import display_name
 from cluster.eval_report import COLUMNS, ROOT_KEYS, ROOTLESS_MODELS
 from launch.demo.model_stages import loss_summary
@@ -74,10 +75,7 @@ def _group(
 def metrics_table(rows: list[tuple[str, str, list[dict], bool]], headers: tuple[str, str]) -> str:
     """Markdown table; rows = (first column, second column, per-seed metrics, rootless). Within each group
     of rows sharing the first column, the lowest mean of every column is bold."""
-    lines = [
-        f"| {headers[0]} | {headers[1]} | seeds | " + " | ".join(c for c, _ in COLUMNS) + " |",
-        "|---|---|---|" + "---|" * len(COLUMNS),
-    ]
+    body = []
     best: dict[tuple[str, str], float] = {}
     for group, _, ms, rootless in rows:
         for _, key in COLUMNS:
@@ -94,8 +92,8 @@ def metrics_table(rows: list[tuple[str, str, list[dict], bool]], headers: tuple[
             if ms and math.isclose(mean_std([x[key] for x in ms])[0], best[(group, key)], abs_tol=5e-4):
                 text = f"**{text}**"
             cells.append(text)
-        lines.append(f"| {group} | {label} | {len(ms)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        body.append([group, label, str(len(ms)), *cells])
+    return markdown_table([headers[0], headers[1], "seeds", *(c for c, _ in COLUMNS)], body)
 
 
 def table1(cfg: ExperimentConfig, split: str) -> str:
@@ -433,10 +431,7 @@ def write_report(cfg: ExperimentConfig) -> Path:
     out = Path(cfg.out)
     curves = plot_curves(cfg, out)
     text = results_markdown(cfg, curves)
-    path = out / RESULTS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    path = atomic_write_text(out / RESULTS_FILE, text)
     if cfg.doc:
         doc = Path(cfg.doc)
         doc.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from actiongpt import config as cfglib
+from actiongpt.io_utils import atomic_write_text
 from cluster.dist_env import RANK_ENV_VARS
 from launch.demo.context import LAYOUT, DemoContext
 from launch.demo.model_stages import loss_summary
@@ -69,7 +70,9 @@ def train_inputs(cfg: ExperimentConfig, ctx: DemoContext, spec: RunSpec) -> dict
 
 
 def model_file(cfg: ExperimentConfig, spec: RunSpec) -> Path:
-    return run_dir(cfg, spec) / "model.pt"
+    from cluster.export import EXPORT_FILE
+
+    return run_dir(cfg, spec) / EXPORT_FILE
 
 
 def run_done(cfg: ExperimentConfig, ctx: DemoContext, spec: RunSpec) -> bool:
@@ -87,9 +90,7 @@ def record_time(cfg: ExperimentConfig, spec: RunSpec, seconds: float) -> None:
     path = times_file(cfg)
     times = json.loads(path.read_text()) if path.is_file() else {}
     times[spec.name] = {"seconds": round(seconds, 1), "jobs": cfg.jobs, "nproc": cfg.nproc}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(times, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(times, indent=1, sort_keys=True) + "\n")
 
 
 def log_file(cfg: ExperimentConfig, spec: RunSpec) -> Path:

@@ -275,7 +275,7 @@ def export_tiny_model(
     trainer's export format."""
     from actiongpt.models.registry import build_model
     from cluster.eval_model import model_config
-    from cluster.export import EXPORT_FORMAT
+    from cluster.export import write_export
     from shards.manifest import Manifest
 
     m = Manifest.load(shards)
@@ -292,9 +292,7 @@ def export_tiny_model(
         "step": 0,
         **(extra_meta or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": EXPORT_FORMAT, "model_state": model.state_dict(), "meta": meta}, path)
-    return path
+    return write_export(model.state_dict(), meta, path)
 
 
 def run_eval_worker(rank: int, world: int, port: int, cfg_dict: dict[str, Any]) -> None:

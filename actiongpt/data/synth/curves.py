@@ -29,11 +29,6 @@ def bump(t: np.ndarray, t0: float, t1: float) -> np.ndarray:
     return np.sin(np.pi * u) ** 2
 
 
-def plateau(t: np.ndarray, t0: float, t1: float, t2: float, t3: float) -> np.ndarray:
-    """Rise over [t0, t1], hold 1, fall over [t2, t3]."""
-    return ramp(t, t0, t1) * (1.0 - ramp(t, t2, t3))
-
-
 def ease_keys(t: np.ndarray, times: Sequence[float], values: Sequence) -> np.ndarray:
     """Piecewise minimum-jerk interpolation through keys (stops at every key: gesture-like motion).
 
@@ -67,8 +62,3 @@ def hermite(t: np.ndarray, t0: float, t1: float, y0: float, y1: float, v0: float
     h01 = -2 * u**3 + 3 * u**2
     h11 = u**3 - u**2
     return h00 * y0 + h10 * h * v0 + h01 * y1 + h11 * h * v1
-
-
-def wrap_angle(a: np.ndarray | float) -> np.ndarray:
-    """Wrap to (-pi, pi]."""
-    return np.pi - np.mod(np.pi - np.asarray(a, dtype=np.float64), 2 * np.pi)

@@ -200,25 +200,6 @@ def planted_foot(
     return ankle, -np.maximum(pitch, 0.0)
 
 
-def set_planted(
-    tg: PoseTargets,
-    geo: BodyGeometry,
-    side: int,
-    xz: np.ndarray,
-    yaw: np.ndarray,
-    pitch: np.ndarray,
-    frames: slice | np.ndarray = slice(None),
-) -> None:
-    """Write a planted foot into ``tg`` (positions, orientation, toe bend, contact) for ``frames``."""
-    ankle, toe = planted_foot(geo, side, xz, yaw, pitch)
-    tg.ankle[frames, side] = ankle
-    tg.toe[frames, side] = toe
-    tg.foot_yaw[frames, side] = yaw
-    tg.foot_pitch[frames, side] = pitch
-    tg.contact[frames, side] = True
-    tg.reach[frames, side] = 1.0
-
-
 def sole_points(
     geo: BodyGeometry, side: int, ankle: np.ndarray, yaw: np.ndarray, pitch: np.ndarray, toe: np.ndarray
 ) -> np.ndarray:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from actiongpt.io_utils import atomic_write_bytes, atomic_write_text
 
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 NUM_SMPLH_POSE = 156  # 52 joints x 3: global orient, 21 body joints, 2 x 15 hand joints
@@ -23,11 +24,9 @@ NUM_SMPLH_POSE = 156  # 52 joints x 3: global orient, 21 body joints, 2 x 15 han
 
 def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray], compress: bool = True) -> Path:
     """Deterministic ``.npz`` (members in the given order, fixed timestamps)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    with zipfile.ZipFile(tmp, "w", compression=method) as zf:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=method) as zf:
         for key, arr in arrays.items():
             buf = io.BytesIO()
             np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=False)
@@ -35,8 +34,7 @@ def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray], compress: bool
             info.compress_type = method
             info.external_attr = 0o644 << 16
             zf.writestr(info, buf.getvalue())
-    tmp.replace(path)
-    return path
+    return atomic_write_bytes(path, out.getvalue())
 
 
 def amass_arrays(
@@ -65,9 +63,4 @@ def new_uuid(rng: np.random.Generator) -> str:
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=None, separators=(", ", ": ")) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(data, indent=None, separators=(", ", ": ")) + "\n")
