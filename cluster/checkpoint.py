@@ -113,6 +113,14 @@ def latest(root: Path) -> CheckpointInfo | None:
     return complete[-1] if complete else None
 
 
+def newest_usable(root: Path) -> CheckpointInfo | None:
+    """For readers outside training (export, evaluation): the newest complete checkpoint under ``root`` whose
+    files match its marker; damaged ones are skipped with a warning, ConfigError when all are. Collective
+    when a process group exists (every rank calls it)."""
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return CheckpointManager(root, 1, rank).newest_usable(lambda info: None)
+
+
 def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 

@@ -40,7 +40,7 @@ def metric_groups(cfg: Any) -> tuple[str, ...]:
         raise cfglib.ConfigError(f"metrics: unknown {unknown}; choose from {list(METRIC_GROUPS)}")
     if "retrieval" in names and not cfg.evaluator:
         raise cfglib.ConfigError(
-            "metrics: 'retrieval' needs an evaluator checkpoint (evaluator=runs/evaluator/model.safetensors; train "
+            "metrics: 'retrieval' needs an evaluator checkpoint (evaluator=runs/evaluator; train "
             "one with `actiongpt train -c configs/train/evaluator.yaml`)"
         )
     return tuple(m for m in METRIC_GROUPS if m in names or m == "ape")

@@ -29,7 +29,7 @@ from actiongpt.models.generate import generate_features
 from actiongpt.models.inputs import lengths_to_mask, text_from_batch
 from actiongpt.models.registry import build_model
 from actiongpt.models.sequence import sequence_features
-from cluster.checkpoint import CheckpointInfo, latest, read_marker
+from cluster.checkpoint import CheckpointInfo, newest_usable, read_marker
 from cluster.evaluator import GenerateFn, is_pair_batch
 from cluster.export import (
     EXPORT_FILE,
@@ -90,7 +90,7 @@ def resolve_model(path: str | Path) -> ModelSource:
         return _export_source(path / EXPORT_FILE)
     if (path / LEGACY_EXPORT_FILE).is_file():
         return _legacy_source(path / LEGACY_EXPORT_FILE)
-    info = latest(path / "checkpoints")
+    info = newest_usable(path / "checkpoints")
     if info is None:
         raise FileNotFoundError(
             f"{path}: not an exported model file, a complete checkpoint or a run directory with "

@@ -65,10 +65,10 @@ TABLE_NAMES = {
 
 def check_evaluator(path: str, manifest: Any) -> dict[str, Any]:
     """The evaluator checkpoint's recorded meta, checked against the shards (before any process group)."""
-    from cluster.eval_run import _peek_meta
+    from cluster.eval_model import resolve_model
 
     try:
-        meta = _peek_meta(Path(path))
+        meta = resolve_model(path).meta
     except (ValueError, FileNotFoundError) as exc:
         raise cfglib.ConfigError(f"evaluator: {exc}") from exc
     if meta.get("model") != "evaluator":
@@ -342,18 +342,21 @@ def attach_extra(result: Any, extras: Mapping[str, Any], run_meta: dict[str, Any
 
 def extra_table(extras: Mapping[str, Any], label: str, digits: int = 3) -> str:
     """A Markdown table: the reference motions (the ceiling) first, then the generated ones."""
+    from actiongpt.io_utils import markdown_table
+
     cols = [k for k in TABLE_KEYS if k in extras["generated"] or k in extras["reference"]]
-    head = "| motions | " + " | ".join(TABLE_NAMES.get(k, k) for k in cols) + " |"
-    rule = "|---|" + "---:|" * len(cols)
 
     def cell(row: Mapping[str, Any], k: str) -> str:
         v = row.get(k)
         return "–" if v is None or v != v else f"{v:.{digits}f}"
 
-    rows = [
-        f"| {name} | " + " | ".join(cell(row, k) for k in cols) + " |"
-        for name, row in (("reference", extras["reference"]), (label, extras["generated"]))
-    ]
+    table = markdown_table(
+        ["motions", *(TABLE_NAMES.get(k, k) for k in cols)],
+        [
+            [name, *(cell(row, k) for k in cols)]
+            for name, row in (("reference", extras["reference"]), (label, extras["generated"]))
+        ],
+    )
     note = ""
     if extras.get("evaluator"):
         ev = extras["evaluator"]
@@ -362,14 +365,14 @@ def extra_table(extras: Mapping[str, Any], label: str, digits: int = 3) -> str:
             f"chance R@1 = {extras['chance_top1']:.3f}. It is trained on the embedded dataset: these numbers "
             "compare methods here; they are not HumanML3D numbers."
         )
-    return "\n".join([head, rule, *rows]) + note
+    return table + note
 
 
 def write_extra(extras: Mapping[str, Any], out: Path, label: str) -> None:
     """``extra_metrics.json`` (both rows, per variant, the evaluator) and ``extra_metrics.md`` in ``out``."""
     import json
 
-    from cluster.eval_report import _atomic_write
+    from actiongpt.io_utils import atomic_write_text
 
     def finite(x: Any) -> Any:  # NaN (undefined, e.g. multimodality of one sample) -> null
         if isinstance(x, float):
@@ -381,8 +384,8 @@ def write_extra(extras: Mapping[str, Any], out: Path, label: str) -> None:
         return x
 
     out = Path(out)
-    _atomic_write(out / EXTRA_JSON, json.dumps(finite(dict(extras)), indent=2))
-    _atomic_write(out / EXTRA_TABLE, extra_table(extras, label) + "\n")
+    atomic_write_text(out / EXTRA_JSON, json.dumps(finite(dict(extras)), indent=2))
+    atomic_write_text(out / EXTRA_TABLE, extra_table(extras, label) + "\n")
 
 
 def evaluator_quality(cfg: Any, splits: list[str]) -> dict[str, dict[str, Any]] | None:

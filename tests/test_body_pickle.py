@@ -17,8 +17,8 @@ import scipy.sparse
 import torch
 
 from actiongpt.motion.smplh import BodyModelError, load_smplh_arrays, load_smplh_skeleton
-from tests.synthetic_smplh import synthetic_smplh
 from launch.cli import main
+from tests.synthetic_smplh import synthetic_smplh
 
 
 def _fake_chumpy() -> dict[str, types.ModuleType]:

@@ -117,8 +117,8 @@ def test_eval_rejects_a_checkpoint_that_is_not_an_evaluator(trained, tmp_path: P
     from tests.dist_helpers.eval_toy import export_tiny_model
 
     shards, _ = trained
-    temos = export_tiny_model(shards, tmp_path / "temos.pt", name="temos")
+    temos = export_tiny_model(shards, tmp_path / "temos.safetensors", name="temos")
     with pytest.raises(ConfigError, match="not a text-motion evaluator"):
         check_evaluator(str(temos), Manifest.load(shards))
     with pytest.raises(ConfigError, match="does not exist"):
-        check_evaluator(str(tmp_path / "missing.pt"), Manifest.load(shards))
+        check_evaluator(str(tmp_path / "missing.safetensors"), Manifest.load(shards))

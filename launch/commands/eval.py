@@ -6,8 +6,8 @@
     actiongpt eval compare -c configs/eval/compare_table1.yaml            # Default vs Action-GPT per backbone
     actiongpt eval compare -c configs/eval/compare_k.yaml                 # the k = 1, 2, 4, 8 ablation
     actiongpt eval table runs/eval/a runs/eval/b                          # a table from existing results
-    actiongpt eval run checkpoint=runs/teach-agpt evaluator=runs/evaluator/model.safetensors   # + R-precision, FID...
-    actiongpt eval evaluator evaluator=runs/evaluator/model.safetensors shards_dir=data/embedded/shards/seg-minilm
+    actiongpt eval run checkpoint=runs/teach-agpt evaluator=runs/evaluator   # + R-precision, FID...
+    actiongpt eval evaluator evaluator=runs/evaluator shards_dir=data/embedded/shards/seg-minilm
 
 ``run`` writes ``metrics.json``, ``samplewise_error_values.json`` (per key: text, APE root and trajectory),
 ``table.md`` (Table 1's layout), ``config.yaml`` and ``renders/`` (generated vs reference GIFs and trajectory

@@ -74,10 +74,10 @@ def run_training(cfg: TrainConfig) -> Any:
 
 
 def _export(cfg: TrainConfig, out: Path) -> int:
-    from cluster.checkpoint import latest
+    from cluster.checkpoint import newest_usable
     from cluster.export import export_checkpoint
 
-    info = latest(Path(cfg.run_dir) / "checkpoints")
+    info = newest_usable(Path(cfg.run_dir) / "checkpoints")
     if info is None:
         raise UserError(f"{cfg.run_dir}: no complete checkpoint to export")
     export_checkpoint(info, out)
