@@ -55,7 +55,10 @@ class TrainConfig:
     min_lr_ratio: float = 0.0
     batch_size: int | None = None  # per rank and micro-step
     grad_accum: int = 1
-    global_batch_size: int = 0  # > 0: grad_accum = global / (batch_size * world), checked to divide
+    global_batch_size: int = (
+        0  # > 0: samples per optimizer step, kept on any world size (cluster.global_batch)
+    )
+    allow_global_batch_change: bool = False  # resume even when the checkpoint's global batch cannot be kept
     grad_clip: float = 0.0  # 0 = off (the originals did not clip); the norm is always logged
     epochs: int | None = None
     max_steps: int = 0  # 0: epochs x optimizer steps per epoch

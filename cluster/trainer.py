@@ -27,7 +27,8 @@ import torch.distributed as dist
 
 from actiongpt import config as cfglib
 from actiongpt.config import ConfigError
-from cluster import rng_state
+from actiongpt.models import step_context
+from cluster import global_batch, rng_state
 from cluster.checkpoint import CheckpointInfo, CheckpointManager
 from cluster.dist_env import DistEnv
 from cluster.engines.base import Engine, build_engine
@@ -97,7 +98,6 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.extra_meta = dict(extra_meta or {})
         self.ckpt = checkpoint_manager_cls(self.run_dir / "checkpoints", cfg.keep_last, self.rank)
-        self.accum = cfg.accumulation_for(self.world)
         self.step = 0
         self.epoch = 0
         self.samples_seen = 0
@@ -112,18 +112,29 @@ class Trainer:
         self._barrier()
         self.resume_info = self.ckpt.latest()
         load_universal = self._prepare_resume()
+        info = self.resume_info
+        self.geometry = global_batch.resolve(
+            cfg, self.world, info.meta if info else None, str(info.path) if info else ""
+        )
+        self.accum = self.geometry.micro_steps
 
         rng_state.seed_all(cfg.seed)  # identical initial weights on every rank
         model = build_model()
+        # Losses normalised over the global batch and per-sample randomness: the step does not depend on the
+        # split of the global batch over ranks and micro-batches (actiongpt.models.step_context).
+        self.split_invariant = bool(getattr(model, "global_batch_loss", False))
+        if self.split_invariant:
+            step_context.make_dropout_keyed(model)
         self.engine: Engine = build_engine(
             model,
-            cfg,
+            dataclasses.replace(cfg, batch_size=self.geometry.micro_batch),
             self.pg,
             self.accum,
             **({"load_universal": load_universal} if cfg.engine == "deepspeed" else {}),
         )
         self.train_loader, self.val_loader = build_loaders(rt.env)
         check_loader(self.train_loader, "training")
+        self._split_global_batches()
         if self.val_loader is not None:
             check_loader(self.val_loader, "validation")
         batches = len(self.train_loader)
@@ -138,6 +149,14 @@ class Trainer:
         self.schedule = StepSchedule(cfg.schedule, cfg.lr, self.max_steps, cfg.warmup_steps, cfg.min_lr_ratio)
         self.metrics = MetricsLogger(self.run_dir, enabled=self.is_main, tensorboard=cfg.tensorboard)
 
+        if self.geometry.changed_from is not None:
+            self.metrics.event(
+                0 if info is None else info.step,
+                "global_batch_changed",
+                old=self.geometry.changed_from,
+                new=self.geometry.global_batch,
+                world_size=self.world,
+            )
         if self.resume_info is not None:
             self._resume(self.resume_info)
         else:
@@ -145,6 +164,72 @@ class Trainer:
             rng_state.seed_all(rng_state.rank_seed(cfg.seed, self.rank))
 
     # ------------------------------------------------------------------------------------------- helpers
+    def _split_global_batches(self) -> None:
+        """Tell the loader the step's global batch and micro-steps (or check that it already yields them)."""
+        geo = self.geometry
+        configure = getattr(self.train_loader, "set_global_batch", None)
+        if configure is not None:
+            configure(geo.global_batch, geo.micro_steps)
+        elif not geo.uniform or geo.micro_batch != self.cfg.batch_size:
+            raise ConfigError(
+                f"{type(self.train_loader).__name__} yields batches of {self.cfg.batch_size} per rank and "
+                f"cannot split a global batch of {geo.global_batch} over {self.world} ranks"
+            )
+        log.info(
+            "global batch %d = %d ranks x %d micro-steps x up to %d samples",
+            geo.global_batch,
+            self.world,
+            geo.micro_steps,
+            geo.micro_batch,
+        )
+
+    def _step_stats(self, micro_batches: list[Any]) -> dict[str, Any]:
+        """The global batch's sample count, key digest and per-``lengths*`` frame sums and maxima (two small
+        collectives: every rank knows them before its first forward of the step)."""
+        first = micro_batches[0] if isinstance(micro_batches[0], dict) else {}
+        len_keys = sorted(k for k, v in first.items() if k.startswith("lengths") and torch.is_tensor(v))
+        lane_a = lane_b = samples = 0
+        sums = [0] * len(len_keys)
+        maxes = [0] * len(len_keys)
+        for batch in micro_batches:
+            samples += batch_size_of(batch)
+            keys = batch.get("keys") if isinstance(batch, dict) else None
+            if keys is not None:
+                a, b = global_batch.key_lanes(keys)
+                lane_a, lane_b = lane_a + a, lane_b + b
+            for i, k in enumerate(len_keys):
+                sums[i] += int(batch[k].sum())
+                maxes[i] = max(maxes[i], int(batch[k].max()))
+        total = torch.tensor([samples, lane_a, lane_b, *sums], dtype=torch.int64)
+        top = torch.tensor(maxes, dtype=torch.int64)
+        if self.pg.backend == "nccl":
+            total, top = total.to(self.pg.device), top.to(self.pg.device)
+        dist.all_reduce(total)
+        if self.split_invariant and len_keys:
+            dist.all_reduce(top, op=dist.ReduceOp.MAX)
+        total, top = total.cpu().tolist(), top.cpu().tolist()
+        return {
+            "samples": total[0],
+            "digest": global_batch.digest(total[1], total[2]),
+            "frames": dict(zip(len_keys, total[3:])),
+            "max_len": dict(zip(len_keys, top)),
+        }
+
+    def _forward_backward(self, micro: int, batch: Any, stats: dict[str, Any]) -> dict[str, torch.Tensor]:
+        last = micro == self.accum - 1
+        if not self.split_invariant:
+            return self.engine.forward_backward(batch, last_micro=last)
+        ctx = step_context.StepContext(
+            seed=self.cfg.seed,
+            step=self.step + 1,  # the step number the metrics record shows
+            samples=stats["samples"],
+            frames=stats["frames"],
+            max_len=stats["max_len"],
+            keys=list(batch["keys"]),
+        )
+        with step_context.active(ctx):
+            return self.engine.forward_backward(batch, last_micro=last, loss_factor=float(self.world))
+
     def _barrier(self) -> None:
         if dist.is_initialized():
             dist.barrier()
@@ -311,12 +396,15 @@ class Trainer:
             wait = 0.0
             n_samples = 0
             sums: dict[str, torch.Tensor] = {}
-            for micro in range(self.accum):
+            micro_batches = []
+            for _ in range(self.accum):
                 t0 = time.perf_counter()
-                batch = next(batches)
+                micro_batches.append(next(batches))
                 wait += time.perf_counter() - t0
+            stats = self._step_stats(micro_batches)
+            for micro, batch in enumerate(micro_batches):
                 n_samples += batch_size_of(batch)
-                terms = self.engine.forward_backward(batch, last_micro=micro == self.accum - 1)
+                terms = self._forward_backward(micro, batch, stats)
                 for k, v in terms.items():
                     sums[k] = sums[k] + v if k in sums else v
             lr = self.schedule.lr_at(self.step)
@@ -327,8 +415,10 @@ class Trainer:
             # One collective per step: mean loss terms, samples, data wait, and the preemption flag.
             if keys is None:
                 keys = sorted(sums)
+            # split-invariant terms are shares of the global-batch loss: their sum over ranks is the loss
+            per_rank = 1 if self.split_invariant else self.accum
             vec = torch.tensor(
-                [float(sums[k]) / self.accum for k in keys]
+                [float(sums[k]) / per_rank for k in keys]
                 + [float(n_samples), wait, 1.0 if self.rt.preemption.requested else 0.0],
                 dtype=torch.float64,
             )
@@ -340,7 +430,8 @@ class Trainer:
             global_samples = int(vec[len(keys)])
             self.samples_seen += global_samples
             preempt = float(vec[len(keys) + 2]) > 0
-            record: dict[str, Any] = {k: float(vec[i]) / self.world for i, k in enumerate(keys)}
+            ranks = 1 if self.split_invariant else self.world
+            record: dict[str, Any] = {k: float(vec[i]) / ranks for i, k in enumerate(keys)}
             mean_wait = float(vec[len(keys) + 1]) / self.world
             record.update(
                 epoch=self.epoch,
@@ -355,6 +446,9 @@ class Trainer:
                 data_wait_pct=100.0 * mean_wait / step_time,
                 peak_mem_mb=_peak_mem_mb(self.pg.device),
                 world_size=self.world,
+                global_batch=self.geometry.global_batch,
+                micro_steps=self.accum,
+                batch_digest=stats["digest"],
             )
             if not math.isfinite(record["loss"]):
                 log.warning("step %d: non-finite loss %s", self.step, record["loss"])
@@ -472,6 +566,7 @@ class Trainer:
             "samples_seen": self.samples_seen,
             "world_size": self.world,
             "accum": self.accum,
+            "global_batch": self.geometry.global_batch,
             "schedule": self.schedule.state_dict(),
             "engine_extra": self.engine.extra_state(),
             "ranks": gathered,
@@ -487,6 +582,7 @@ class Trainer:
             "engine": self.cfg.engine,
             "zero_stage": self.cfg.zero_stage if self.cfg.engine == "deepspeed" else None,
             "world_size": self.world,
+            "global_batch": self.geometry.global_batch,
             "epoch": self.epoch,
             "model": self.cfg.model,
             "preset": self.cfg.preset,
@@ -531,6 +627,17 @@ def _environ() -> dict[str, str]:
     return dict(os.environ)
 
 
+def _check_global_batch_before_start(cfg: TrainConfig) -> None:
+    """Refuse (ConfigError, exit 2 on every rank) a resume whose global batch cannot be kept, before any
+    rank joins the process group (a failure after that would end the job with status 1)."""
+    from cluster.checkpoint import latest
+    from cluster.dist_env import detect
+
+    info = latest(Path(cfg.run_dir) / "checkpoints")
+    if info is not None:
+        global_batch.resolve(cfg, detect().world_size, info.meta, str(info.path))
+
+
 def train(
     cfg: TrainConfig,
     build_model: ModelFactory,
@@ -545,6 +652,7 @@ def train(
     :class:`cluster.runtime.Runtime`).
     """
     cfg = cfg.resolved()
+    _check_global_batch_before_start(cfg)
     with Runtime(cfg) as rt:
         trainer = Trainer(cfg, rt, build_model, build_loaders, callbacks, checkpoint_manager_cls, extra_meta)
         return trainer.run()
