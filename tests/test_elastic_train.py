@@ -135,12 +135,12 @@ def _preempt(cmd: list[str], run: Path, after: int, log: Path, nproc: int) -> in
 def _chain(shards: Path, tmp: Path, engine: list[str]) -> Path:
     """2 ranks -> preempted -> 1 rank -> preempted -> 3 ranks (uneven micro-batches 3/3/2) -> finished."""
     run = tmp / "chain"
-    delay = ["--step-delay", "0.4", "requeue=false"]
+    delay = ["--step-delay", "0.4", "requeue=false", "--dump-end"]
     k1 = _preempt(_cmd(2, run, shards, "batch_size=4", *engine, *delay), run, 2, tmp / "a.log", 2)
     assert k1 < TOTAL - 2, f"preempted too late (step {k1})"
     k2 = _preempt(_cmd(1, run, shards, "batch_size=4", *engine, *delay), run, k1 + 1, tmp / "b.log", 1)
     assert k1 < k2 < TOTAL, (k1, k2)
-    L.run(_cmd(3, run, shards, "batch_size=4", *engine))
+    L.run(_cmd(3, run, shards, "batch_size=4", "--dump-end", *engine))
     res = L.result(run)
     assert res["status"] == "finished" and res["resumed_from"] == k2
     modes = [e["mode"] for e in L.events(run, "resume")]
@@ -162,7 +162,7 @@ def test_deepspeed_zero2_chain_2_1_3_ranks_matches_the_uninterrupted_run(shards,
     ds = ["engine=deepspeed", "zero_stage=2"]
     ref = tmp_path / "ref"
     L.run(_cmd(2, ref, shards, "batch_size=4", "--dump-end", *ds))
-    run = _chain(shards, tmp_path, [*ds, "--dump-end"])
+    run = _chain(shards, tmp_path, ds)
     _assert_same_curve(ref, run)
     _assert_same_params(ref, run, 1e-5)
     _assert_no_repeat_no_skip(run)
