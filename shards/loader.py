@@ -52,7 +52,7 @@ from shards.sampler import (
     from_intervals,
     global_batches,
     rank_batches,
-    rank_micro_batches,
+    rank_plan,
     to_intervals,
     worker_batches,
 )
@@ -247,7 +247,6 @@ class ShardLoader:
         self._cached: tuple[Any, np.ndarray | None, list[np.ndarray]] | None = None
         self.gspec: GlobalPlanSpec | None = None  # set_global_batch: the elastic global plan
         self.micro_steps = 1
-        self._global: list[np.ndarray] = []  # the current plan's global batches (epoch positions)
         if self.batches_per_epoch == 0:
             raise ShardError(
                 f"split {cfg.split} has {self.num_samples} samples: not one batch of {cfg.batch_size} "
@@ -294,9 +293,18 @@ class ShardLoader:
         if c is None or c[0] != key or c[1] is not self.remaining:
             order = self._order(self.epoch)
             if self.gspec is not None:
-                self._global = self._global_plan(order, self._remaining(), self.gspec)
-                micro = rank_micro_batches(self._global, self.world_size, self.rank, self.micro_steps)
-                self._cached = (key, self.remaining, [order[p] for p in micro])
+                plan = rank_plan(
+                    self._remaining(),
+                    self.gspec,
+                    self.world_size,
+                    self.rank,
+                    self.micro_steps,
+                    order,
+                    lengths=self.lengths,
+                    seed=self.cfg.seed,
+                    epoch=self.epoch,
+                )
+                self._cached = (key, self.remaining, plan)  # type: ignore[assignment]
                 return self._cached[2]
             positions = rank_batches(
                 self._remaining(),

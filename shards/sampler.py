@@ -306,6 +306,61 @@ def micro_batches(batch: np.ndarray, world: int, rank: int, micro_steps: int) ->
     return _cut(share, split_sizes(len(share), micro_steps))
 
 
+class RankPlan(Sequence[np.ndarray]):
+    """One rank's micro-batches of a global plan as sample ids, in consumption order, without a Python
+    object per batch: the full global batches are one (batches, share) matrix, cut on access."""
+
+    def __init__(self, full: np.ndarray, tail: list[np.ndarray], micro_steps: int) -> None:
+        self.full, self.tail, self.micro_steps = full, tail, micro_steps
+        edges = np.cumsum([0, *split_sizes(full.shape[1], micro_steps)]) if len(full) else np.zeros(1)
+        self.edges = [int(e) for e in edges]
+
+    def __len__(self) -> int:
+        return len(self.full) * self.micro_steps + len(self.tail)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        g, q = divmod(i, self.micro_steps)
+        if g < len(self.full):
+            return self.full[g, self.edges[q] : self.edges[q + 1]]
+        return self.tail[i - len(self.full) * self.micro_steps]
+
+
+def rank_plan(
+    remaining: np.ndarray,
+    spec: GlobalPlanSpec,
+    world: int,
+    rank: int,
+    micro_steps: int,
+    order: np.ndarray,
+    *,
+    lengths: np.ndarray | None = None,
+    seed: int = 0,
+    epoch: int = 0,
+) -> RankPlan:
+    """The same micro-batches as :func:`rank_micro_batches` over :func:`global_batches`, as sample ids
+    (``order[position]``), built with a few array operations (a 2M-sample epoch in well under a second)."""
+    g = spec.global_batch
+    if spec.bucket and lengths is not None:
+        batches = global_batches(remaining, spec, lengths=lengths, order=order, seed=seed, epoch=epoch)
+        full_rows = [b for b in batches if len(b) == g]
+        tail_batches = [b for b in batches if len(b) != g]
+        full = np.stack(full_rows) if full_rows else np.zeros((0, g), dtype=np.int64)
+    else:
+        nb = len(remaining) // g
+        full = remaining[: nb * g].reshape(nb, g)
+        rest = remaining[nb * g :]
+        tail_batches = [rest] if len(rest) and not spec.drop_last else []
+    if len(full) and g // world < micro_steps:
+        micro_batches(full[0], world, rank, micro_steps)  # raises PlanError with the numbers
+    shares = order[full[:, rank::world]]
+    tail = [order[m] for b in tail_batches for m in micro_batches(b, world, rank, micro_steps)]
+    return RankPlan(shares, tail, micro_steps)
+
+
 def rank_micro_batches(
     batches: Sequence[np.ndarray], world: int, rank: int, micro_steps: int
 ) -> list[np.ndarray]:
