@@ -7,9 +7,10 @@ The trainer activates a :class:`StepContext` around each micro-batch's forward. 
   returns its *share* of the global-batch loss (per-sample terms divided by the global sample count,
   per-frame terms by the global frame count, the padded reconstruction by the global padded size), so the
   shares add up to the loss of the whole global batch computed at once, whatever the split;
-- **randomness is per sample**: the VAE sampling noise (:func:`actiongpt.models.sampling.sample_latent`) and
-  dropout (:class:`KeyedDropout`) of a sample come from generators seeded by (run seed, step, sample key,
-  draw number), never from the rank's generator, so which rank processes a sample changes nothing.
+- **randomness is per sample**: the VAE sampling noise (:func:`actiongpt.models.sampling.sample_latent`),
+  dropout (:class:`KeyedDropout`) and attention dropout (:class:`KeyedMultiheadAttention`) of a sample come
+  from generators seeded by (run seed, step, sample key, draw number), never from the rank's generator, so
+  which rank processes a sample changes nothing.
 
 Without a context (evaluation, generation, plain ``model(batch)``) every function behaves as before.
 """
@@ -18,11 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 _MASK = (1 << 63) - 1
@@ -124,15 +127,91 @@ class KeyedDropout(nn.Dropout):
         return x * keep.to(x.dtype) / (1.0 - self.p)
 
 
-def make_dropout_keyed(model: nn.Module) -> int:
-    """Turn every ``nn.Dropout`` of ``model`` into a :class:`KeyedDropout` in place; returns how many.
+class KeyedMultiheadAttention(nn.MultiheadAttention):
+    """``nn.MultiheadAttention`` whose attention-probability dropout is keyed per sample under a step
+    context (batch-first, packed projections); exactly the parent otherwise. Same parameters.
 
-    Attention-probability dropout inside ``nn.MultiheadAttention`` is a kernel argument, not a module, and
-    still draws from the process generator.
+    A sample's keep-mask is drawn as (queries, heads, valid keys), so the values at its valid positions do
+    not depend on how far the micro-batch is padded.
     """
+
+    def forward(  # type: ignore[override]
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        key_padding_mask: Tensor | None = None,
+        need_weights: bool = True,
+        attn_mask: Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        ctx = current()
+        plain = (
+            not self.training
+            or self.dropout == 0
+            or ctx is None
+            or need_weights
+            or is_causal
+            or not self.batch_first
+            or not self._qkv_same_embed_dim
+            or self.bias_k is not None
+            or self.add_zero_attn
+            or not ctx.covers(query.shape[0])
+        )
+        if plain:
+            return super().forward(
+                query,
+                key,
+                value,
+                key_padding_mask=key_padding_mask,
+                need_weights=need_weights,
+                attn_mask=attn_mask,
+                average_attn_weights=average_attn_weights,
+                is_causal=is_causal,
+            )
+        assert ctx is not None
+        b, t, e = query.shape
+        s, h = key.shape[1], self.num_heads
+        hd = e // h
+        wq, wk, wv = self.in_proj_weight.chunk(3)
+        bq, bk, bv = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None, None, None)
+        q = F.linear(query, wq, bq).view(b, t, h, hd).transpose(1, 2)
+        k = F.linear(key, wk, bk).view(b, s, h, hd).transpose(1, 2)
+        v = F.linear(value, wv, bv).view(b, s, h, hd).transpose(1, 2)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(hd)  # (B, H, T, S)
+        if attn_mask is not None:
+            m = attn_mask.view(b, h, t, s) if attn_mask.dim() == 3 else attn_mask
+            scores = scores.masked_fill(m, float("-inf")) if m.dtype == torch.bool else scores + m
+        valid = torch.ones(b, s, dtype=torch.bool, device=query.device)
+        if key_padding_mask is not None:
+            kpm = key_padding_mask
+            if kpm.dtype == torch.bool:
+                valid = ~kpm
+                scores = scores.masked_fill(kpm[:, None, None, :], float("-inf"))
+            else:
+                valid = ~torch.isneginf(kpm)
+                scores = scores + kpm[:, None, None, :].to(scores.dtype)
+        attn = scores.softmax(dim=-1)
+        keep = torch.ones(b, h, t, s, dtype=attn.dtype)
+        for i, seed in enumerate(ctx.next_seeds()):
+            cols = valid[i].nonzero().flatten().cpu()
+            u = keyed_uniform([seed], (t, h, len(cols)))[0].permute(1, 0, 2)
+            keep[i][:, :, cols] = (u >= self.dropout).to(attn.dtype)
+        attn = attn * keep.to(attn.device) / (1.0 - self.dropout)
+        out = (attn @ v).transpose(1, 2).reshape(b, t, e)
+        return self.out_proj(out), None
+
+
+def make_dropout_keyed(model: nn.Module) -> int:
+    """Turn every ``nn.Dropout`` and ``nn.MultiheadAttention`` of ``model`` into its keyed form
+    (:class:`KeyedDropout`, :class:`KeyedMultiheadAttention`) in place; returns how many modules changed."""
     n = 0
     for m in model.modules():
         if type(m) is nn.Dropout:
             m.__class__ = KeyedDropout
+            n += 1
+        elif type(m) is nn.MultiheadAttention:
+            m.__class__ = KeyedMultiheadAttention
             n += 1
     return n
