@@ -194,10 +194,16 @@ class KeyedMultiheadAttention(nn.MultiheadAttention):
                 scores = scores + kpm[:, None, None, :].to(scores.dtype)
         attn = scores.softmax(dim=-1)
         keep = torch.ones(b, h, t, s, dtype=attn.dtype)
+        counts = valid.sum(dim=1).tolist()
+        prefix = bool(
+            (valid == (torch.arange(s, device=valid.device)[None, :] < valid.sum(1, keepdim=True))).all()
+        )
         for i, seed in enumerate(ctx.next_seeds()):
-            cols = valid[i].nonzero().flatten().cpu()
-            u = keyed_uniform([seed], (t, h, len(cols)))[0].permute(1, 0, 2)
-            keep[i][:, :, cols] = (u >= self.dropout).to(attn.dtype)
+            u = keyed_uniform([seed], (t, h, counts[i]))[0].permute(1, 0, 2) >= self.dropout
+            if prefix:  # the usual layout: padding at the end
+                keep[i, :, :, : counts[i]] = u
+            else:
+                keep[i][:, :, valid[i].nonzero().flatten().cpu()] = u.to(attn.dtype)
         attn = attn * keep.to(attn.device) / (1.0 - self.dropout)
         out = (attn @ v).transpose(1, 2).reshape(b, t, e)
         return self.out_proj(out), None
