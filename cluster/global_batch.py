@@ -13,11 +13,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+import torch.distributed as dist
+
 from actiongpt.config import ConfigError
+from actiongpt.models.step_context import StepContext
+from cluster.process_group import ProcessGroupInfo
 from cluster.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -109,3 +114,69 @@ def digest(lane_a: int, lane_b: int) -> str:
     """The batch digest: 24 hex digits, equal for two steps exactly when (up to hash collisions) they
     trained on the same set of sample keys, in any order and split."""
     return f"{lane_a % (1 << 48):012x}{lane_b % (1 << 48):012x}"
+
+
+# --------------------------------------------------------------------------------------------- per step
+def batch_keys(batch: Any) -> list[str] | None:
+    """The sample keys of a batch (the dict schema's ``keys`` entry, or a typed batch's ``keys``)."""
+    keys = batch.get("keys") if isinstance(batch, Mapping) else getattr(batch, "keys", None)
+    return list(keys) if isinstance(keys, (list, tuple)) else None
+
+
+def length_fields(batch: Any) -> dict[str, torch.Tensor]:
+    """The batch's per-sample frame counts by their flat names (``lengths``; ``lengths_0``/``lengths_1``
+    for pairs), as the losses name them under a step context."""
+    if isinstance(batch, Mapping):
+        return {k: v for k, v in batch.items() if k.startswith("lengths") and torch.is_tensor(v)}
+    actions = getattr(batch, "actions", None)
+    if actions is None:
+        return {}
+    if len(actions) == 1:
+        return {"lengths": actions[0].lengths}
+    return {f"lengths_{i}": a.lengths for i, a in enumerate(actions)}
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """What every rank knows about the whole global batch before its first forward of the step."""
+
+    samples: int
+    digest: str
+    frames: dict[str, int]
+    max_len: dict[str, int]
+
+    def context(self, seed: int, step: int, batch: Any) -> StepContext:
+        """The step context of one micro-batch (loss shares, keyed randomness)."""
+        keys = batch_keys(batch)
+        if keys is None:
+            raise TypeError("split-invariant training needs the sample keys of every batch")
+        return StepContext(seed, step, self.samples, self.frames, self.max_len, keys)
+
+
+def step_stats(
+    pg: ProcessGroupInfo, micro_batches: Sequence[Any], batch_size_of: Any, lengths: bool
+) -> StepStats:
+    """Sample count, key digest and (``lengths``) per-field frame sums and maxima of the global batch: one
+    sum all-reduce, plus a max all-reduce when ``lengths``."""
+    fields = sorted(length_fields(micro_batches[0])) if lengths else []
+    lane_a = lane_b = samples = 0
+    sums, maxes = [0] * len(fields), [0] * len(fields)
+    for batch in micro_batches:
+        samples += batch_size_of(batch)
+        keys = batch_keys(batch)
+        if keys is not None:
+            a, b = key_lanes(keys)
+            lane_a, lane_b = lane_a + a, lane_b + b
+        values = length_fields(batch)
+        for i, k in enumerate(fields):
+            sums[i] += int(values[k].sum())
+            maxes[i] = max(maxes[i], int(values[k].max()))
+    total = torch.tensor([samples, lane_a, lane_b, *sums], dtype=torch.int64)
+    top = torch.tensor(maxes, dtype=torch.int64)
+    if pg.backend == "nccl":
+        total, top = total.to(pg.device), top.to(pg.device)
+    dist.all_reduce(total)
+    if fields:
+        dist.all_reduce(top, op=dist.ReduceOp.MAX)
+    t, m = total.cpu().tolist(), top.cpu().tolist()
+    return StepStats(t[0], digest(t[1], t[2]), dict(zip(fields, t[3:])), dict(zip(fields, m)))

@@ -183,51 +183,14 @@ class Trainer:
             geo.micro_batch,
         )
 
-    def _step_stats(self, micro_batches: list[Any]) -> dict[str, Any]:
-        """The global batch's sample count, key digest and per-``lengths*`` frame sums and maxima (two small
-        collectives: every rank knows them before its first forward of the step)."""
-        first = micro_batches[0] if isinstance(micro_batches[0], dict) else {}
-        len_keys = sorted(k for k, v in first.items() if k.startswith("lengths") and torch.is_tensor(v))
-        lane_a = lane_b = samples = 0
-        sums = [0] * len(len_keys)
-        maxes = [0] * len(len_keys)
-        for batch in micro_batches:
-            samples += batch_size_of(batch)
-            keys = batch.get("keys") if isinstance(batch, dict) else None
-            if keys is not None:
-                a, b = global_batch.key_lanes(keys)
-                lane_a, lane_b = lane_a + a, lane_b + b
-            for i, k in enumerate(len_keys):
-                sums[i] += int(batch[k].sum())
-                maxes[i] = max(maxes[i], int(batch[k].max()))
-        total = torch.tensor([samples, lane_a, lane_b, *sums], dtype=torch.int64)
-        top = torch.tensor(maxes, dtype=torch.int64)
-        if self.pg.backend == "nccl":
-            total, top = total.to(self.pg.device), top.to(self.pg.device)
-        dist.all_reduce(total)
-        if self.split_invariant and len_keys:
-            dist.all_reduce(top, op=dist.ReduceOp.MAX)
-        total, top = total.cpu().tolist(), top.cpu().tolist()
-        return {
-            "samples": total[0],
-            "digest": global_batch.digest(total[1], total[2]),
-            "frames": dict(zip(len_keys, total[3:])),
-            "max_len": dict(zip(len_keys, top)),
-        }
-
-    def _forward_backward(self, micro: int, batch: Any, stats: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def _forward_backward(
+        self, micro: int, batch: Any, stats: global_batch.StepStats
+    ) -> dict[str, torch.Tensor]:
         last = micro == self.accum - 1
         if not self.split_invariant:
             return self.engine.forward_backward(batch, last_micro=last)
-        ctx = step_context.StepContext(
-            seed=self.cfg.seed,
-            step=self.step + 1,  # the step number the metrics record shows
-            samples=stats["samples"],
-            frames=stats["frames"],
-            max_len=stats["max_len"],
-            keys=list(batch["keys"]),
-        )
-        with step_context.active(ctx):
+        # step + 1: the step number the metrics record shows
+        with step_context.active(stats.context(self.cfg.seed, self.step + 1, batch)):
             return self.engine.forward_backward(batch, last_micro=last, loss_factor=float(self.world))
 
     def _barrier(self) -> None:
@@ -401,7 +364,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 micro_batches.append(next(batches))
                 wait += time.perf_counter() - t0
-            stats = self._step_stats(micro_batches)
+            stats = global_batch.step_stats(self.pg, micro_batches, batch_size_of, self.split_invariant)
             for micro, batch in enumerate(micro_batches):
                 n_samples += batch_size_of(batch)
                 terms = self._forward_backward(micro, batch, stats)
@@ -448,7 +411,7 @@ class Trainer:
                 world_size=self.world,
                 global_batch=self.geometry.global_batch,
                 micro_steps=self.accum,
-                batch_digest=stats["digest"],
+                batch_digest=stats.digest,
             )
             if not math.isfinite(record["loss"]):
                 log.warning("step %d: non-finite loss %s", self.step, record["loss"])
