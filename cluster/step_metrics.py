@@ -40,12 +40,15 @@ def peak_mem_mb(device: torch.device) -> float:
 
 
 def reduce_step(
-    pg: ProcessGroupInfo, keys: list[str], local: LocalStep, accum: int, preempt: bool
+    pg: ProcessGroupInfo, keys: list[str], local: LocalStep, accum: int, preempt: bool, shares: bool = False
 ) -> tuple[dict[str, float], int, float, bool]:
-    """All ranks: (mean loss terms, global samples, mean data wait, any rank asked to stop)."""
+    """All ranks: (loss terms, global samples, mean data wait, any rank asked to stop). The loss terms are the
+    mean over ranks and micro-batches, or with ``shares`` (each micro-batch returned its share of the
+    global-batch loss) their sum."""
     world = pg.env.world_size
+    per_rank, ranks = (1, 1) if shares else (accum, world)
     vec = torch.tensor(
-        [float(local.sums[k]) / accum for k in keys]
+        [float(local.sums[k]) / per_rank for k in keys]
         + [float(local.samples), local.wait_s, 1.0 if preempt else 0.0],
         dtype=torch.float64,
     )
@@ -53,7 +56,7 @@ def reduce_step(
         vec = vec.to(pg.device)
     dist.all_reduce(vec)
     vec = vec.cpu()
-    terms = {k: float(vec[i]) / world for i, k in enumerate(keys)}
+    terms = {k: float(vec[i]) / ranks for i, k in enumerate(keys)}
     n = len(keys)
     return terms, int(vec[n]), float(vec[n + 1]) / world, float(vec[n + 2]) > 0
 

@@ -58,7 +58,10 @@ class TrainConfig:
     min_lr_ratio: float = 0.0
     batch_size: int | None = None  # per rank and micro-step
     grad_accum: int = 1
-    global_batch_size: int = 0  # > 0: grad_accum = global / (batch_size * world), checked to divide
+    global_batch_size: int = (
+        0  # > 0: samples per optimizer step, kept on any world size (cluster.global_batch)
+    )
+    allow_global_batch_change: bool = False  # resume even when the checkpoint's global batch cannot be kept
     grad_clip: float = 0.0  # 0 = off (the originals did not clip); the norm is always logged
     epochs: int | None = None
     max_steps: int = 0  # 0: epochs x optimizer steps per epoch
@@ -157,19 +160,6 @@ class TrainConfig:
         if out.batch_size < 1:
             raise ConfigError(f"batch_size: must be >= 1, got {out.batch_size}")
         return out
-
-    def accumulation_for(self, world_size: int) -> int:
-        """Micro-steps per optimizer step at this world size (from ``global_batch_size`` when set)."""
-        assert self.batch_size is not None, "call resolved() first"
-        if self.global_batch_size <= 0:
-            return self.grad_accum
-        per_step = self.batch_size * world_size
-        if self.global_batch_size % per_step:
-            raise ConfigError(
-                f"global_batch_size={self.global_batch_size} is not divisible by batch_size x world size = "
-                f"{self.batch_size} x {world_size}"
-            )
-        return self.global_batch_size // per_step
 
 
 def load_train_config(

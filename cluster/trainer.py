@@ -28,7 +28,8 @@ import torch.distributed as dist
 
 from actiongpt import config as cfglib
 from actiongpt.config import ConfigError
-from cluster import rng_state
+from actiongpt.models import step_context
+from cluster import global_batch, rng_state
 from cluster.checkpoint import CheckpointManager
 from cluster.checkpointer import TRAIN_STATE_FORMAT, Checkpointer
 from cluster.dist_env import DistEnv
@@ -90,7 +91,6 @@ class Trainer:
         self.run_dir = Path(cfg.run_dir)
         self.callbacks = list(callbacks)
         self.extra_meta = dict(extra_meta or {})
-        self.accum = cfg.accumulation_for(self.world)
         self.step = 0
         self.epoch = 0
         self.samples_seen = 0
@@ -100,6 +100,13 @@ class Trainer:
         self.ckpt = Checkpointer(cfg, self.rank, self.world, meta, checkpoint_manager_cls)
         self.resume_info = self.ckpt.find()  # decided before anything in the run directory changes
         self._prepare_run_dir()
+        info = self.resume_info
+        # The global batch is kept across world sizes; accumulation and micro-batch follow it
+        self.geometry = global_batch.resolve(
+            cfg, self.world, info.meta if info else None, str(info.path) if info else ""
+        )
+        self.accum = self.geometry.micro_steps
+        self.ckpt.meta["global_batch"] = self.geometry.global_batch
         load_universal = self.ckpt.convert_for_world_size(self.resume_info)
         self.engine = self._build_engine(build_model, load_universal)
         self.train_loader, self.val_loader = self._build_loaders(build_loaders)
@@ -109,6 +116,14 @@ class Trainer:
         self.schedule = StepSchedule(cfg.schedule, cfg.lr, self.max_steps, cfg.warmup_steps, cfg.min_lr_ratio)
         self.metrics = MetricsLogger(self.run_dir, enabled=self.is_main, tensorboard=cfg.tensorboard)
         self.ckpt.attach(self.engine, self, self.metrics)
+        if self.geometry.changed_from is not None:
+            self.metrics.event(
+                0 if info is None else info.step,
+                "global_batch_changed",
+                old=self.geometry.changed_from,
+                new=self.geometry.global_batch,
+                world_size=self.world,
+            )
         if self.resume_info is not None:
             self.ckpt.load(self.resume_info)
             self.resumed_from = self.step
@@ -127,12 +142,19 @@ class Trainer:
     def _build_engine(self, build_model: ModelFactory, load_universal: bool) -> Engine:
         rng_state.seed_all(self.cfg.seed)  # identical initial weights on every rank
         model = build_model()
+        # Losses normalised over the global batch and per-sample randomness: the step does not depend on the
+        # split of the global batch over ranks and micro-batches (actiongpt.models.step_context).
+        self.split_invariant = bool(getattr(model, "global_batch_loss", False))
+        if self.split_invariant:
+            step_context.make_dropout_keyed(model)
         extra = {"load_universal": load_universal} if self.cfg.engine == "deepspeed" else {}
-        return build_engine(model, self.cfg, self.pg, self.accum, **extra)
+        cfg = dataclasses.replace(self.cfg, batch_size=self.geometry.micro_batch)
+        return build_engine(model, cfg, self.pg, self.accum, **extra)
 
     def _build_loaders(self, build_loaders: LoaderFactory) -> tuple[Any, Any]:
         train_loader, val_loader = build_loaders(self.rt.env)
         check_loader(train_loader, "training")
+        self._split_global_batches(train_loader)
         if val_loader is not None:
             check_loader(val_loader, "validation")
         batches = len(train_loader)
@@ -143,6 +165,25 @@ class Trainer:
                 f"world size {self.world})"
             )
         return train_loader, val_loader
+
+    def _split_global_batches(self, loader: Any) -> None:
+        """Tell the loader the step's global batch and micro-steps (or check that it already yields them)."""
+        geo = self.geometry
+        configure = getattr(loader, "set_global_batch", None)
+        if configure is not None:
+            configure(geo.global_batch, geo.micro_steps)
+        elif not geo.uniform or geo.micro_batch != self.cfg.batch_size:
+            raise ConfigError(
+                f"{type(loader).__name__} yields batches of {self.cfg.batch_size} per rank and "
+                f"cannot split a global batch of {geo.global_batch} over {self.world} ranks"
+            )
+        log.info(
+            "global batch %d = %d ranks x %d micro-steps x up to %d samples",
+            geo.global_batch,
+            self.world,
+            geo.micro_steps,
+            geo.micro_batch,
+        )
 
     @property
     def last_checkpoint(self) -> Path | None:
@@ -196,25 +237,42 @@ class Trainer:
         wait = 0.0
         n_samples = 0
         sums: dict[str, torch.Tensor] = {}
-        for micro in range(self.accum):
+        micro_batches = []
+        for _ in range(self.accum):
             t0 = time.perf_counter()
-            batch = next(batches)
+            micro_batches.append(next(batches))
             wait += time.perf_counter() - t0
+        stats = global_batch.step_stats(self.pg, micro_batches, batch_size_of, self.split_invariant)
+        for micro, batch in enumerate(micro_batches):
             n_samples += batch_size_of(batch)
-            terms = self.engine.forward_backward(batch, last_micro=micro == self.accum - 1)
+            terms = self._forward_backward(micro, batch, stats)
             for k, v in terms.items():
                 sums[k] = sums[k] + v if k in sums else v
         lr = self.schedule.lr_at(self.step)
         grad_norm = self.engine.step(lr)
         self.step += 1
-        return self._step_metrics(LocalStep(sums, n_samples, wait, lr, grad_norm), t_start)
+        record, preempt = self._step_metrics(LocalStep(sums, n_samples, wait, lr, grad_norm), t_start)
+        record.update(
+            global_batch=self.geometry.global_batch, micro_steps=self.accum, batch_digest=stats.digest
+        )
+        return record, preempt
+
+    def _forward_backward(
+        self, micro: int, batch: Any, stats: global_batch.StepStats
+    ) -> dict[str, torch.Tensor]:
+        last = micro == self.accum - 1
+        if not self.split_invariant:
+            return self.engine.forward_backward(batch, last_micro=last)
+        # step + 1: the step number the metrics record shows
+        with step_context.active(stats.context(self.cfg.seed, self.step + 1, batch)):
+            return self.engine.forward_backward(batch, last_micro=last, loss_factor=float(self.world))
 
     def _step_metrics(self, local: LocalStep, t_start: float) -> tuple[dict[str, Any], bool]:
         """The step's all-reduced record (the keys are fixed at the first step, the same on every rank)."""
         if self._keys is None:
             self._keys = sorted(local.sums)
         terms, samples, wait, preempt = reduce_step(
-            self.pg, self._keys, local, self.accum, self.rt.preemption.requested
+            self.pg, self._keys, local, self.accum, self.rt.preemption.requested, shares=self.split_invariant
         )
         step_time = time.perf_counter() - t_start
         self.samples_seen += samples
@@ -330,6 +388,7 @@ class Trainer:
             "samples_seen": self.samples_seen,
             "world_size": self.world,
             "accum": self.accum,
+            "global_batch": self.geometry.global_batch,
             "schedule": self.schedule.state_dict(),
             "engine_extra": self.engine.extra_state(),
             "ranks": gathered,
@@ -374,6 +433,18 @@ def train(
     :class:`cluster.runtime.Runtime`).
     """
     cfg = cfg.resolved()
+    _check_global_batch_before_start(cfg)
     with Runtime(cfg.runtime) as rt:
         trainer = Trainer(cfg, rt, build_model, build_loaders, callbacks, checkpoint_manager_cls, extra_meta)
         return trainer.run()
+
+
+def _check_global_batch_before_start(cfg: TrainConfig) -> None:
+    """Refuse (ConfigError, exit 2 on every rank) a resume whose global batch cannot be kept, before any
+    rank joins the process group (a failure after that would end the job with status 1)."""
+    from cluster.checkpoint import latest
+    from cluster.dist_env import detect
+
+    info = latest(Path(cfg.run_dir) / "checkpoints")
+    if info is not None:
+        global_batch.resolve(cfg, detect().world_size, info.meta, str(info.path))

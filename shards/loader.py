@@ -18,6 +18,12 @@ Guarantees (see :mod:`shards.sampler` for how):
 
 The state is identical on every rank at a step boundary (rank-independent), so any rank's copy can be
 loaded on any rank.
+
+**Global plan** (``set_global_batch(G, A)``, what the trainer uses): the epoch is cut into global batches
+of ``G`` samples that depend on the seed, the epoch and ``G`` only; each rank gets its share of every global
+batch as ``A`` micro-batches. The state records how many global batches were consumed, so a resume on any
+number of ranks continues with exactly the global batches of the uninterrupted run. A different ``G`` on
+resume re-plans the unconsumed rest of the epoch (no repeat, no skip).
 """
 
 from __future__ import annotations
@@ -38,11 +44,15 @@ from shards.format import ShardError, sample_key
 from shards.manifest import Manifest
 from shards.reader import PAIR_MODE, ByteLRU, TextTable, decode_sample, iter_raw
 from shards.sampler import (
+    GlobalPlanSpec,
+    PlanError,
     PlanSpec,
     consumed_positions,
     epoch_order,
     from_intervals,
+    global_batches,
     rank_batches,
+    rank_plan,
     to_intervals,
     worker_batches,
 )
@@ -248,6 +258,8 @@ class ShardLoader:
         self.remaining: np.ndarray | None = None  # epoch positions still to plan (None = all)
         self._fetcher = _Fetcher(self.manifest, cfg.split, self.choice, cfg.table_cache_mb, cfg.text_cache_mb)
         self._cached: tuple[Any, np.ndarray | None, list[np.ndarray]] | None = None
+        self.gspec: GlobalPlanSpec | None = None  # set_global_batch: the elastic global plan
+        self.micro_steps = 1
         if self.batches_per_epoch == 0:
             raise ShardError(
                 f"split {cfg.split} has {self.num_samples} samples: not one batch of {cfg.batch_size} "
@@ -261,12 +273,52 @@ class ShardLoader:
     def _remaining(self) -> np.ndarray:
         return np.arange(self.num_samples, dtype=np.int64) if self.remaining is None else self.remaining
 
+    def set_global_batch(self, global_batch: int, micro_steps: int) -> None:
+        """Switch to the global plan: global batches of ``global_batch`` samples, ``micro_steps``
+        micro-batches per rank each. Call it at a step boundary, before ``set_epoch``/``load_state_dict``."""
+        spec = GlobalPlanSpec(int(global_batch), self.cfg.drop_last, self.cfg.bucket_batches)
+        if global_batch < self.world_size * micro_steps:
+            raise PlanError(
+                f"a global batch of {global_batch} cannot give each of {self.world_size} ranks "
+                f"{micro_steps} non-empty micro-batches"
+            )
+        steps = self.position // self.micro_steps
+        self.gspec, self.micro_steps = spec, int(micro_steps)
+        self.position = steps * self.micro_steps
+        self._cached = None
+        if self.batches_per_epoch == 0:
+            raise ShardError(
+                f"split {self.split} has {self.num_samples} samples: not one global batch of {global_batch}"
+            )
+
+    def _global_plan(
+        self, order: np.ndarray, remaining: np.ndarray, spec: GlobalPlanSpec
+    ) -> list[np.ndarray]:
+        return global_batches(
+            remaining, spec, lengths=self.lengths, order=order, seed=self.cfg.seed, epoch=self.epoch
+        )
+
     def _plan(self) -> list[np.ndarray]:
         """This rank's batches of the current plan, as sample ids."""
         c = self._cached
+        key = (self.epoch, self.spec, self.gspec, self.micro_steps)
         # remaining is replaced, never mutated: identity tells whether the plan is still current
-        if c is None or c[0] != (self.epoch, self.spec) or c[1] is not self.remaining:
+        if c is None or c[0] != key or c[1] is not self.remaining:
             order = self._order(self.epoch)
+            if self.gspec is not None:
+                plan = rank_plan(
+                    self._remaining(),
+                    self.gspec,
+                    self.world_size,
+                    self.rank,
+                    self.micro_steps,
+                    order,
+                    lengths=self.lengths,
+                    seed=self.cfg.seed,
+                    epoch=self.epoch,
+                )
+                self._cached = (key, self.remaining, plan)  # type: ignore[assignment]
+                return self._cached[2]
             positions = rank_batches(
                 self._remaining(),
                 self.spec,
@@ -276,7 +328,7 @@ class ShardLoader:
                 seed=self.cfg.seed,
                 epoch=self.epoch,
             )
-            self._cached = ((self.epoch, self.spec), self.remaining, [order[p] for p in positions])
+            self._cached = (key, self.remaining, [order[p] for p in positions])
         return self._cached[2]
 
     def _roll_epoch_if_done(self) -> None:
@@ -290,6 +342,11 @@ class ShardLoader:
         """Batches per rank in a full epoch with the current settings."""
         from shards.sampler import batch_sizes
 
+        if self.gspec is not None:
+            g = self.gspec.global_batch
+            full = self.num_samples // g
+            partial = not self.gspec.drop_last and self.num_samples % g
+            return (full + (1 if partial else 0)) * self.micro_steps
         return batch_sizes(self.num_samples, self.spec)[0]
 
     def __len__(self) -> int:
@@ -324,6 +381,18 @@ class ShardLoader:
 
     # --- state ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        if self.gspec is not None:
+            return {
+                **self._identity(),
+                "version": STATE_VERSION,
+                "mode": "global",
+                "epoch": self.epoch,
+                "steps": self.position // self.micro_steps,  # global batches consumed in this plan
+                "position": self.position,
+                "plan": self.gspec.to_dict(),
+                "remaining": None if self.remaining is None else to_intervals(self.remaining),
+                "rank": self.rank,
+            }
         return {
             "version": STATE_VERSION,
             "split": self.split,
@@ -337,6 +406,16 @@ class ShardLoader:
             "plan": self.spec.to_dict(),
             "remaining": None if self.remaining is None else to_intervals(self.remaining),
             "rank": self.rank,
+        }
+
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "split": self.split,
+            "manifest": self.manifest.digest(),
+            "num_samples": self.num_samples,
+            "seed": self.cfg.seed,
+            "shuffle": self.cfg.shuffle,
+            "shuffle_buffer": self.cfg.shuffle_buffer,
         }
 
     def load_state_dict(self, state: dict[str, Any] | Sequence[dict[str, Any]]) -> None:
@@ -364,6 +443,9 @@ class ShardLoader:
         for s in states[1:]:
             if (s["epoch"], s["plan"], s["remaining"]) != (s0["epoch"], s0["plan"], s0["remaining"]):
                 raise ValueError("per-rank loader states disagree on epoch or plan")
+        if s0.get("mode") == "global":
+            self._load_global(s0, states)
+            return
         old = PlanSpec(**s0["plan"])
         self.epoch = int(s0["epoch"])
         self.remaining = None if s0["remaining"] is None else from_intervals(s0["remaining"])
@@ -384,6 +466,12 @@ class ShardLoader:
             consumed = [by_rank[r] for r in range(old.world)]
         rem = self._remaining()
         order = self._order(self.epoch)
+        if self.gspec is not None:
+            log.info(
+                "loader: continuing a per-rank plan %s with global batches of %d",
+                old,
+                self.gspec.global_batch,
+            )
         done = consumed_positions(
             rem, old, consumed, lengths=self.lengths, order=order, seed=self.cfg.seed, epoch=self.epoch
         )
@@ -397,4 +485,35 @@ class ShardLoader:
             len(done),
             len(self.remaining),
             self.spec.world,
+        )
+
+    def _load_global(self, s0: dict[str, Any], states: list[dict[str, Any]]) -> None:
+        """Resume a global-plan state: the same global batches at any world size; a new ``G``
+        re-plans the rest of the epoch."""
+        if len({int(s["steps"]) for s in states}) > 1:
+            raise ValueError("per-rank loader states disagree on the consumed global batches")
+        if self.gspec is None:
+            raise ValueError(
+                "the state is of a global plan: call set_global_batch() before load_state_dict()"
+            )
+        old = GlobalPlanSpec(**s0["plan"])
+        self.epoch = int(s0["epoch"])
+        self.remaining = None if s0["remaining"] is None else from_intervals(s0["remaining"])
+        self._cached = None
+        steps = int(s0["steps"])
+        if old == self.gspec:
+            self.position = steps * self.micro_steps
+            return
+        rem = self._remaining()
+        done_batches = self._global_plan(self._order(self.epoch), rem, old)[:steps]
+        done = np.sort(np.concatenate(done_batches)) if done_batches else np.zeros(0, dtype=np.int64)
+        self.remaining = np.setdiff1d(rem, done, assume_unique=True)
+        self.position = 0
+        log.info(
+            "loader: global batch %d -> %d in epoch %d; %d samples consumed, %d re-planned",
+            old.global_batch,
+            self.gspec.global_batch,
+            self.epoch,
+            len(done),
+            len(self.remaining),
         )

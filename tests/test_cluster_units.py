@@ -148,10 +148,12 @@ def test_config_defaults_are_the_original_settings() -> None:
         TrainConfig(model="other").resolved()
     with pytest.raises(ConfigError, match="zero_stage"):
         TrainConfig(zero_stage=4)
+    from cluster.global_batch import resolve
+
     cfg = TrainConfig(model="teach", global_batch_size=16).resolved()
-    assert cfg.accumulation_for(4) == 1 and cfg.accumulation_for(2) == 2 and cfg.accumulation_for(1) == 4
-    with pytest.raises(ConfigError, match="divisible"):
-        cfg.accumulation_for(3)
+    assert [resolve(cfg, w, None).micro_steps for w in (4, 2, 1)] == [1, 2, 4]
+    uneven = resolve(cfg, 3, None)  # 6/5/5 samples per rank, in 2 micro-batches of at most 3
+    assert (uneven.micro_steps, uneven.micro_batch, uneven.uniform) == (2, 3, False)
 
 
 def test_toy_loader_contract_resume_and_reshard() -> None:

@@ -28,6 +28,9 @@ class MotionModel(nn.Module):
     """
 
     name: str = "model"
+    # The losses normalise over the whole global batch under a step context (actiongpt.models.step_context):
+    # the trainer then sums micro-batch shares instead of averaging micro-batch means.
+    global_batch_loss: bool = True
 
     def __init__(self, nfeats: int, text_dim: int) -> None:
         super().__init__()

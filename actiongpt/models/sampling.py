@@ -1,8 +1,9 @@
 """Latent sampling with reproducible noise.
 
-Training uses the global RNG (reparameterised ``rsample``). Generation takes noise from a per-sample seed, so
-that a sample's output depends only on its seed (derived from its key), never on which other samples share
-its batch or which rank runs it.
+Training draws the noise of each sample from its own keyed generator under the trainer's step context
+(:mod:`actiongpt.models.step_context`), else from the global RNG (reparameterised ``rsample``).
+Generation takes noise from a per-sample seed, so that a sample's output depends only on its seed (derived
+from its key), never on which other samples share its batch or which rank runs it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 from torch.distributions import Normal
+
+from actiongpt.models.step_context import current
 
 _SEED_MASK = (1 << 63) - 1
 
@@ -55,11 +58,20 @@ def sample_latent(
 ) -> Tensor:
     """``loc`` (``mean``), or ``loc + fact · scale · eps`` (the original's ``fact`` rescales the noise).
 
-    ``eps`` is ``noise`` if given, else drawn from ``generator``, else from the global RNG (training: the
-    reparameterisation trick, gradients flow through loc and scale).
+    ``eps`` is ``noise`` if given, else drawn from ``generator``, else per sample under a step context, else
+    from the global RNG (training: the reparameterisation trick, gradients flow through loc and scale).
     """
     if mean:
         return dist.loc
+    ctx = current()
+    if (
+        noise is None
+        and generator is None
+        and ctx is not None
+        and dist.loc.dim() == 2
+        and ctx.covers(len(dist.loc))
+    ):
+        noise = per_sample_noise(ctx.next_seeds(), dist.loc.shape[1], dist.loc.device, dist.loc.dtype)
     if noise is None:
         if generator is None:
             noise = torch.randn_like(dist.loc)

@@ -122,7 +122,7 @@ class TEACH(MotionModel):
                 terms.add(
                     f"recons_text2rfeats_{i}",
                     w.recons_text2rfeats,
-                    L.recons_loss(out_t[i], motions[i], lengths[i], cfg.recons_reduction),
+                    L.recons_loss(out_t[i], motions[i], lengths[i], cfg.recons_reduction, f"lengths_{i}"),
                 )
         ref = L.standard_normal_like(dist_t[0])
         if cfg.motion_branch:
@@ -139,7 +139,7 @@ class TEACH(MotionModel):
                     terms.add(
                         f"recons_rfeats2rfeats_{i}",
                         w.recons_rfeats2rfeats,
-                        L.recons_loss(out, motions[i], lengths[i], cfg.recons_reduction),
+                        L.recons_loss(out, motions[i], lengths[i], cfg.recons_reduction, f"lengths_{i}"),
                     )
             for i in (0, 1):
                 if w.kl_text2motion:

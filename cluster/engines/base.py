@@ -101,8 +101,16 @@ class Engine(abc.ABC):
     def optimizer(self) -> torch.optim.Optimizer: ...
 
     @abc.abstractmethod
-    def forward_backward(self, batch: Mapping[str, Any], last_micro: bool) -> dict[str, torch.Tensor]:
-        """Forward and backward of one micro-batch; returns the detached scalar loss terms."""
+    def forward_backward(
+        self, batch: Mapping[str, Any], last_micro: bool, loss_factor: float | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Forward and backward of one micro-batch; returns the detached scalar loss terms.
+
+        ``loss_factor`` None: the loss is a micro-batch mean, gradients are averaged over micro-batches and
+        ranks. A number: the loss is the micro-batch's share of the global-batch loss; it is multiplied by
+        ``loss_factor`` (the world size, undoing the ranks' gradient averaging) and not divided by the
+        accumulation steps, so the step's gradient is that of the summed shares.
+        """
 
     @abc.abstractmethod
     def step(self, lr: float) -> float:

@@ -66,7 +66,9 @@ class DDPEngine(Engine):
     def optimizer(self) -> torch.optim.Optimizer:
         return self._optimizer
 
-    def forward_backward(self, batch: Mapping[str, Any], last_micro: bool) -> dict[str, torch.Tensor]:
+    def forward_backward(
+        self, batch: Mapping[str, Any], last_micro: bool, loss_factor: float | None = None
+    ) -> dict[str, torch.Tensor]:
         batch = to_device(batch, self.device)
         # Gradients are all-reduced only on the last micro-batch of a step (DDP's no_sync).
         sync = contextlib.nullcontext() if last_micro else self.ddp.no_sync()
@@ -74,7 +76,8 @@ class DDPEngine(Engine):
             with autocast(self.precision, self.device):
                 out = self.ddp(batch)
             terms = scalar_terms(out)
-            loss = out["loss"].float() / self.accum
+            loss = out["loss"].float()
+            loss = loss / self.accum if loss_factor is None else loss * loss_factor
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
             else:

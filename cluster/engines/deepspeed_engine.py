@@ -115,11 +115,16 @@ class DeepSpeedEngine(Engine):
     def optimizer(self) -> torch.optim.Optimizer:
         return self._optimizer
 
-    def forward_backward(self, batch: Mapping[str, Any], last_micro: bool) -> dict[str, torch.Tensor]:
+    def forward_backward(
+        self, batch: Mapping[str, Any], last_micro: bool, loss_factor: float | None = None
+    ) -> dict[str, torch.Tensor]:
         batch = to_device(batch, self.device)
         out = self.ds(batch)
         terms = scalar_terms(out)
-        self.ds.backward(out["loss"])  # DeepSpeed divides by gradient_accumulation_steps itself
+        if loss_factor is None:
+            self.ds.backward(out["loss"])  # DeepSpeed divides by gradient_accumulation_steps itself
+        else:
+            self.ds.backward(out["loss"] * loss_factor, scale_wrt_gas=False)
         if not last_micro:
             self.ds.step()  # only advances DeepSpeed's micro-step counter off the accumulation boundary
         return terms

@@ -8,7 +8,11 @@ callbacks and a checkpoint-manager subclass, so the runtime itself carries no te
 - ``--step-delay S``: sleep S seconds after each step (lets a test signal mid-run);
 - ``--record-keys``: every rank appends the sample keys it hands to the model to ``keys-rank<R>.jsonl``;
 - ``--dump-start`` / ``--dump-end``: rank 0 writes model (+ DDP optimizer) state to ``state-start.pt`` /
-  ``state-end.pt`` right after set-up (after any resume) and at the end.
+  ``state-end.pt`` right after set-up (after any resume) and at the end;
+- ``--shards DIR``: train :class:`tests.dist_helpers.shard_toy.ShardToyVAE` on the real shard loader over
+  ``DIR`` (split ``train``, single actions) instead of the toy model and loader.
+
+A configuration error exits 2 with the message, as ``actiongpt train`` does.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 import torch
 
 from actiongpt import config as cfglib
+from actiongpt.config import ConfigError
 from cluster.checkpoint import CheckpointManager
 from cluster.dist_env import DistEnv
 from cluster.train_config import TrainConfig
@@ -47,7 +52,7 @@ class RecordingLoader:
     def __iter__(self):
         for batch in self.inner:
             with open(self.path, "a") as f:
-                f.write(json.dumps({"epoch": self.inner.epoch, "keys": batch["keys"]}) + "\n")
+                f.write(json.dumps({"epoch": self.inner.epoch, "keys": list(batch["keys"])}) + "\n")
             yield batch
 
     def state_dict(self) -> dict[str, Any]:
@@ -59,6 +64,9 @@ class RecordingLoader:
     @property
     def epoch(self) -> int:
         return self.inner.epoch
+
+    def __getattr__(self, name: str) -> Any:  # optional loader methods (set_global_batch)
+        return getattr(self.inner, name)
 
 
 class Instruments:
@@ -155,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--record-keys", action="store_true")
     p.add_argument("--dump-start", action="store_true")
     p.add_argument("--dump-end", action="store_true")
+    p.add_argument("--shards", default="")
     p.add_argument("overrides", nargs="*")
     args = p.parse_intermixed_args(argv)
     logging.basicConfig(
@@ -177,11 +186,22 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(cfg.run_dir)
 
     def build_model() -> torch.nn.Module:
+        if args.shards:
+            from shards.manifest import Manifest
+            from tests.dist_helpers.shard_toy import ShardToyVAE
+
+            return ShardToyVAE(Manifest.load(Path(args.shards)).pooled_dim)
         return ToyModel()
 
     def build_loaders(env: DistEnv):
         assert cfg.batch_size is not None
-        loader: Any = ToyLoader(args.num_samples, cfg.batch_size, env.rank, env.world_size, seed=cfg.seed)
+        if args.shards:
+            from shards.loader import LoaderConfig, ShardLoader
+
+            lc = LoaderConfig(root=args.shards, batch_size=cfg.batch_size, num_workers=0, seed=cfg.seed)
+            loader: Any = ShardLoader(lc, rank=env.rank, world_size=env.world_size)
+        else:
+            loader = ToyLoader(args.num_samples, cfg.batch_size, env.rank, env.world_size, seed=cfg.seed)
         if args.record_keys:
             run_dir.mkdir(parents=True, exist_ok=True)
             loader = RecordingLoader(loader, run_dir / f"keys-rank{env.rank}.jsonl")
@@ -189,7 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         return loader, val
 
     manager = stalling_manager(args.stall_ckpt_step) if args.stall_ckpt_step else CheckpointManager
-    result = train(cfg, build_model, build_loaders, [Instruments(args)], checkpoint_manager_cls=manager)
+    try:
+        result = train(cfg, build_model, build_loaders, [Instruments(args)], checkpoint_manager_cls=manager)
+    except ConfigError as exc:
+        print(f"train_toy: error: {exc}", file=sys.stderr)
+        return 2
     print(f"RESULT {result.status} step={result.step}", flush=True)
     return 0
 
