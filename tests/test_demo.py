@@ -13,7 +13,7 @@ import pytest
 from launch.cli import main
 from launch.commands import demo
 from launch.demo.context import DemoConfig, DemoContext, Stage
-from launch.demo.model_stages import loss_summary
+from launch.demo.losses import loss_summary
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE_ORDER = ["data", "stats", "describe", "embed", "shards", "train", "evaluator", "eval", "report"]

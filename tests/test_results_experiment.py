@@ -13,7 +13,8 @@ from actiongpt.config import ConfigError
 from cluster.export import read_export_meta
 from launch.demo.context import DemoContext
 from launch.results.config import ExperimentConfig, RunSpec, eval_dir, planned_runs, run_dir
-from launch.results.report import cell, mean_std, metrics_table
+from launch.results.paired import mean_std
+from launch.results.report import cell, metrics_table
 
 KEYS = (
     "APE_root",
@@ -226,7 +227,7 @@ def test_train_eval_report_end_to_end_and_a_rerun_skips_finished_runs(
 
 
 def test_paired_verdict_is_a_two_sided_paired_t_test() -> None:
-    from launch.results.report import paired_verdict
+    from launch.results.paired import paired_verdict
 
     assert paired_verdict([-0.01]) == "one seed: no test"
     # mean -0.02, sd 0.01, n 3: t = -3.46, inside the 5 % critical value 4.303 for 2 degrees of freedom

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from actiongpt import config as cfglib
-from launch.demo.model_stages import loss_summary, raise_missing
-from launch.demo.runner import run_subprocess, torchrun_prefix
+from launch.demo.losses import loss_summary
+from launch.demo.runner import raise_missing, run_subprocess, torchrun_prefix
 from launch.demo.stamps import files_sha256, stamp_matches, write_stamp
 
 NAME = "evaluator"

@@ -10,12 +10,8 @@ from typing import Any
 from actiongpt.io_utils import atomic_write_text
 from actiongpt.models.registry import display_name
 from launch.demo.context import METHODS, DemoContext
-from launch.demo.model_stages import (
-    eval_row_dir,
-    loss_summary,
-    run_name,
-    runs,
-)
+from launch.demo.losses import loss_summary
+from launch.demo.model_stages import eval_row_dir, run_name, runs
 from launch.demo.stamps import files_sha256, stamp_matches, write_stamp
 
 RESULTS_FILE = "results.md"

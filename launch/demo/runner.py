@@ -88,3 +88,9 @@ def run_cli(argv: list[str], what: str) -> None:
     rc = int(args.func(args) or 0)
     if rc != 0:
         raise UserError(f"{what} failed (`actiongpt {shlex.join(argv)}` exited with status {rc})")
+
+
+def raise_missing(path: Path, what: str) -> None:
+    from launch.errors import UserError
+
+    raise UserError(f"{what} exited without writing {path}; see its output above")

@@ -8,7 +8,6 @@ can be rebuilt at any time with ``actiongpt results --until report``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import statistics
@@ -19,8 +18,9 @@ from typing import Any
 from actiongpt.io_utils import atomic_write_text, markdown_table
 from actiongpt.models.registry import display_name
 from cluster.eval_report import COLUMNS, ROOT_KEYS, ROOTLESS_MODELS
-from launch.demo.model_stages import loss_summary
+from launch.demo.losses import loss_summary
 from launch.results.config import ExperimentConfig, RunSpec, eval_dir, planned_runs, run_dir
+from launch.results.paired import mean_std, paired_diffs, paired_verdict, read_metrics, vs_default
 from launch.results.training import times_file
 
 RESULTS_FILE = "results.md"
@@ -33,26 +33,11 @@ SPLIT_TITLES = {
 }
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    vals = [float(v) for v in values]
-    if not vals:
-        return math.nan, math.nan
-    return statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0
-
-
 def cell(values: Sequence[float], digits: int = 3) -> str:
     m, s = mean_std(values)
     if math.isnan(m):
         return "n/a"
     return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
-
-
-def read_metrics(cfg: ExperimentConfig, spec: RunSpec, split: str) -> dict[str, float] | None:
-    path = eval_dir(cfg, spec, split) / "metrics.json"
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())["metrics"]
 
 
 def _group(
@@ -126,7 +111,7 @@ def paired_lines(cfg: ExperimentConfig, split: str) -> list[str]:
         # a model without root motion is compared on its local pose
         keys = ["APE_mean_pose" if b in ROOTLESS_MODELS else "APE_root", "APE_mean_joints"]
         for key in keys:
-            diffs = _vs_default(cfg, b, split, key)
+            diffs = vs_default(cfg, b, split, key)
             if not diffs:
                 continue
             name = dict((k, c) for c, k in COLUMNS)[key]
@@ -139,47 +124,12 @@ def paired_lines(cfg: ExperimentConfig, split: str) -> list[str]:
     return lines
 
 
-def paired_verdict(diffs: Sequence[float], name: str = "Action-GPT") -> str:
-    """A two-sided paired t-test of ``name`` minus its reference over seeds (5 % level), with the sign
-    count."""
-    from scipy import stats
-
-    n = len(diffs)
-    if n < 2:
-        return "one seed: no test"
-    lower = sum(1 for d in diffs if d < 0)
-    m, sd = mean_std(diffs)
-    if sd == 0.0:
-        return "identical in every seed" if m == 0.0 else ("lower" if m < 0 else "higher") + " in every seed"
-    t = m / (sd / math.sqrt(n))
-    p = 2.0 * float(stats.t.sf(abs(t), n - 1))
-    head = "not significant at 5 %" if p >= 0.05 else f"{name} {'lower' if t < 0 else 'higher'}, p < 0.05"
-    return f"{head} (paired t = {t:+.2f}, p = {p:.2f}, n = {n}; {name} lower in {lower} of {n} seeds)"
-
-
-def _paired_diffs(cfg: ExperimentConfig, a: RunSpec, b: RunSpec, split: str, key: str) -> list[float]:
-    """a - b of one metric for each of ``cfg.seeds`` that both have (the specs' own seed is ignored)."""
-    out = []
-    for seed in cfg.seeds:
-        ma = read_metrics(cfg, dataclasses.replace(a, seed=seed), split)
-        mb = read_metrics(cfg, dataclasses.replace(b, seed=seed), split)
-        if ma is not None and mb is not None:
-            out.append(ma[key] - mb[key])
-    return out
-
-
-def _vs_default(cfg: ExperimentConfig, backbone: str, split: str, key: str) -> list[float]:
-    """Action-GPT (Table 1's k) minus Default, seed by seed."""
-    agpt, default = RunSpec(backbone, "actiongpt", 0, cfg.k), RunSpec(backbone, "default", 0)
-    return _paired_diffs(cfg, agpt, default, split, key)
-
-
 def findings(cfg: ExperimentConfig) -> list[str]:
     """One line per backbone and split on the headline metric (APE mean global), and the best k."""
     lines = []
     for split in cfg.splits:
         for b in cfg.backbones:
-            diffs = _vs_default(cfg, b, split, "APE_mean_joints")
+            diffs = vs_default(cfg, b, split, "APE_mean_joints")
             if diffs:
                 lines.append(
                     f"- {display_name(b)}, {split}: Action-GPT − Default APE mean global "
@@ -212,8 +162,8 @@ def compact_findings(cfg: ExperimentConfig) -> list[str]:
             original = RunSpec(b, "actiongpt", 0, cfg.k)
             for agg in cfg.compact_aggregators:
                 compact = RunSpec(b, "actiongpt", 0, cfg.k, agg)
-                diffs = _paired_diffs(cfg, compact, original, split, "APE_mean_joints")
-                vs_default = _paired_diffs(cfg, compact, RunSpec(b, "default", 0), split, "APE_mean_joints")
+                diffs = paired_diffs(cfg, compact, original, split, "APE_mean_joints")
+                vs_default = paired_diffs(cfg, compact, RunSpec(b, "default", 0), split, "APE_mean_joints")
                 if diffs:
                     lines.append(
                         f"- {display_name(b)} `{agg}`, {split}: − original aggregation "

@@ -105,7 +105,7 @@ def results_sections(cfg: Any) -> list[str]:
     """Markdown lines: per split, the Table 1 analogue on the evaluator metrics with paired per-seed tests,
     and the Table 2 analogue; [] when no evaluation carries them."""
     from actiongpt.models.registry import display_name
-    from launch.results.report import _vs_default, paired_verdict
+    from launch.results.paired import paired_verdict, vs_default
 
     everything = [p for s in cfg.splits for b in cfg.backbones for p in _payloads(cfg, b, "default", None, s)]
     if not everything:
@@ -129,7 +129,7 @@ def results_sections(cfg: Any) -> list[str]:
         names = {k: c for c, k in COLUMNS}
         for b in cfg.backbones:
             for key in PAIRED_KEYS:
-                diffs = [d for d in _vs_default(cfg, b, split, key) if math.isfinite(d)]
+                diffs = [d for d in vs_default(cfg, b, split, key) if math.isfinite(d)]
                 if diffs:
                     per_seed = ", ".join(f"{x:+.3f}" for x in diffs)
                     paired.append(

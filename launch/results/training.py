@@ -23,7 +23,7 @@ from actiongpt import config as cfglib
 from actiongpt.io_utils import atomic_write_text
 from cluster.dist_env import RANK_ENV_VARS
 from launch.demo.context import LAYOUT, DemoContext
-from launch.demo.model_stages import loss_summary
+from launch.demo.losses import loss_summary
 from launch.demo.runner import child_env, display, torchrun_prefix
 from launch.demo.stamps import files_sha256, stamp_matches, write_stamp
 from launch.errors import UserError
