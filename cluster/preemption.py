@@ -4,6 +4,10 @@ Saving inside a signal handler cannot work for sharded checkpoints (every rank m
 handler may interrupt a collective). Slurm sends the signal (``#SBATCH --signal=USR1@90``) to every task;
 the trainer all-reduces the flag so that all ranks stop at the same step even if their signals arrive in
 different steps. Rank 0 then requeues the job.
+
+A signal may also come from a launcher tearing down a step after a rank died (srun ``--kill-on-bad-exit``
+and torchrun send SIGTERM, a configured preemption signal): ``on_signal`` lets the runtime check that every
+peer is alive before anyone waits for the collective save (see ``cluster.process_group.FailureWatchdog``).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 
 log = logging.getLogger(__name__)
@@ -40,11 +44,15 @@ class PreemptionHandler:
         self._flag = threading.Event()
         self.received: str | None = None
         self._previous: dict[signal.Signals, object] = {}
+        # Called with the signal's name after the flag is set; must only set state (it runs in the handler).
+        self.on_signal: Callable[[str], None] | None = None
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         # Only set state here: logging from a signal handler can deadlock on the logging lock.
         self.received = signal.Signals(signum).name
         self._flag.set()
+        if self.on_signal is not None:
+            self.on_signal(self.received)
 
     def install(self) -> PreemptionHandler:
         if threading.current_thread() is not threading.main_thread():
