@@ -212,6 +212,8 @@ cmd_start() {
   ip -4 addr show | grep -q "inet $CTL_ADDR/" && die "address $CTL_ADDR is in use on this machine; choose another NET"
   mkdir -p "$SLURM_ROOT"/{conf,state,spool,log,run}
   chmod 0755 "$SLURM_ROOT"  # munged (user munge) must reach its folder
+  runuser -u munge -- test -x "$SLURM_ROOT" ||
+    die "user munge cannot reach $SLURM_ROOT (a parent folder is not searchable); use a folder such as /tmp/agpt-mn"
   # Recorded first, so that stop can clean up after a start that fails half-way.
   printf 'NODES=%s\nNET=%s\nNAME=%s\nCTLD_PORT=%s\n' "$NODES" "$NET" "$NAME" "$CTLD_PORT" > "$STATE"
   write_conf
@@ -238,7 +240,9 @@ cmd_stop() {
     pids="$pids $(checked_pid "$SLURM_ROOT/run/slurmd-n$i.pid" slurmd) $(ns_pids "$(ns "$i")")"
   done
   end_pids "$pids" 5
-  end_pids "$(checked_pid "$SLURM_ROOT/run/slurmctld.pid" slurmctld)" 5
+  p=$(checked_pid "$SLURM_ROOT/run/slurmctld.pid" slurmctld)
+  # slurmctld's helper (slurmscriptd) is its child.
+  end_pids "$p ${p:+$(pgrep -P "$p" || true)}" 5
   end_pids "$(checked_pid "$SLURM_ROOT/munge/munged.pid" munged)" 5
   for ((i = 1; i <= NODES; i++)); do
     # Deleting one end of a veth pair deletes both (a namespace's deletion would, but only later).
