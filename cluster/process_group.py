@@ -122,7 +122,7 @@ class FailureWatchdog:
         dist_env: DistEnv,
         poll_s: float = 1.0,
         connect_timeout_s: float = 60.0,
-        peer_timeout_s: float = 15.0,
+        peer_timeout_s: float = 20.0,
     ):
         self.env = dist_env
         self.poll_s = poll_s
@@ -220,7 +220,7 @@ class FailureWatchdog:
         down a failed step, and waiting for a collective save would only wait for the SIGKILL."""
         others = [r for r in range(self.env.world_size) if r != self.env.rank]
         start = self._beats()
-        deadline = time.monotonic() + max(3 * self.poll_s, 3.0) + 1.0
+        deadline = time.monotonic() + max(5 * self.poll_s, 5.0) + 1.0
         lagging = others
         while time.monotonic() < deadline and not self._stop.is_set():
             time.sleep(min(0.25, self.poll_s))
