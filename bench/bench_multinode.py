@@ -6,6 +6,9 @@
   RUNNING again and to the first step.
 - ``node``: every process of host n2 killed at once (power cut) -> the rank on n1 has exited -> Slurm
   declared n2 down and requeued the job -> (n2 switched back on at once) -> RUNNING again -> first step.
+- ``peer``: torchrun, 2 ranks of the test suite's toy trainer on this host, one killed with SIGKILL while the
+  other sleeps between steps (no collective to fail): seconds until the survivor has exited, the launcher's
+  SIGTERM having been recognised as a teardown, not a preemption (``--repeats`` times; no cluster needed).
 - ``step``: median step time of 2 hosts x 1 rank vs 1 host x 2 ranks at the same global batch, the two
   layouts alternated ``--repeats`` times (the ratio per pair, then the median): the cost of crossing hosts.
   All hosts share this machine's cores, so it measures the software path (veth + bridge), not a network.
@@ -143,6 +146,38 @@ def bench_node(work: Path, shards: Path, cluster: S.NetnsCluster) -> dict:
     }
 
 
+def bench_peer(repeats: int) -> dict:
+    import psutil
+
+    from tests.dist_helpers import launch as L
+
+    took = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            run = Path(tmp) / "run"
+            cmd = L.torchrun_cmd(
+                2, ["--run-dir", str(run), "--step-delay", "30", "max_steps=400", "dist_timeout_s=300"]
+            )
+            proc = L.start(cmd, log=Path(tmp) / "log")
+            try:
+                wait(lambda: L.last_step(run) >= 1 and len(L.workers(proc)) >= 2, 180, "step 1")  # noqa: B023
+                ranks = {int(w.environ()["RANK"]): w for w in L.workers(proc)}
+                t0 = time.monotonic()
+                ranks[1].kill()
+                _, alive = psutil.wait_procs([ranks[0]], timeout=60)
+                if alive:
+                    raise SystemExit("the survivor did not exit within 60 s")
+                took.append(time.monotonic() - t0)
+                proc.wait(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    L.kill_all(proc)
+    return {
+        "peer_death_to_last_exit_s": [round(t, 2) for t in took],
+        "median_s": round(statistics.median(took), 2),
+    }
+
+
 def bench_step(work: Path, shards: Path, repeats: int, n_steps: int) -> dict:
     layouts = {"2 hosts x 1 rank": S.TWO_NODES, "1 host x 2 ranks": S.TWO_TASKS}
     times: dict[str, list[float]] = {k: [] for k in layouts}
@@ -170,30 +205,39 @@ def main() -> int:
     p.add_argument(
         "--shards", type=Path, default=None, help="TEACH pair shards (default: the tests' embedded)"
     )
-    p.add_argument("--parts", default="requeue,node,step", help="comma-separated: requeue,node,step")
+    p.add_argument(
+        "--parts", default="requeue,node,step,peer", help="comma-separated: requeue,node,step,peer"
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--out", type=Path, default=ROOT / "bench/results/multinode.json")
     args = p.parse_args()
+    parts = [x.strip() for x in args.parts.split(",") if x.strip()]
     info, why = S.probe()
     cluster, why2 = S.netns_cluster()
-    if info is None or cluster is None:
+    if (info is None or cluster is None) and set(parts) - {"peer"}:
         print(f"bench_multinode: needs the namespace cluster: {why or why2}", file=sys.stderr)
         return 2
     shards = args.shards
-    if shards is None:
+    if shards is None and set(parts) - {"peer"}:
         from tests.dist_helpers import embedded_shards
 
         shards = embedded_shards.build(ROOT / ".pytest_cache/d/embedded-shards")["pairs"]
     work = Path(tempfile.mkdtemp(prefix="bench-multinode-"))
-    parts = [x.strip() for x in args.parts.split(",") if x.strip()]
-    out: dict = {"nodes": cluster.nodes, "cpus": os.cpu_count(), "load_before": os.getloadavg()}
+    out: dict = {
+        "nodes": cluster.nodes if cluster else None,
+        "cpus": os.cpu_count(),
+        "load_before": os.getloadavg(),
+    }
     if "requeue" in parts:
         out["requeue"] = bench_requeue(work, shards)
     if "node" in parts:
+        assert cluster is not None
         out["node_failure"] = bench_node(work, shards, cluster)
     if "step" in parts:
         out["step_time"] = bench_step(work, shards, args.repeats, args.steps)
+    if "peer" in parts:
+        out["peer_death"] = bench_peer(args.repeats)
     out["load_after"] = os.getloadavg()
     out["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -207,6 +251,8 @@ def main() -> int:
                        f"-> running again {n['death_to_running_s']}s")  # fmt: skip
     if "step_time" in out:
         summary.append(f"step time 2 hosts / 1 host = {out['step_time']['ratio_two_hosts_to_one']}")
+    if "peer_death" in out:
+        summary.append(f"torchrun peer death -> survivor exited {out['peer_death']['median_s']}s")
     print("; ".join(summary) + f" (written to {args.out})")
     return 0
 
