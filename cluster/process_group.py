@@ -134,6 +134,10 @@ class FailureWatchdog:
         self._store: dist.Store | None = None
         self._connect_timeout_s = connect_timeout_s
         self._seen: dict[int, tuple[int, float]] = {}  # watched rank -> (heartbeat, when it last moved)
+        # A store request to a host that vanished without closing the connection blocks (whatever the store's
+        # timeout says): a second thread ends the rank when no request has completed for this long.
+        self.store_timeout_s = max(15.0, 5 * poll_s)
+        self._last_ok = time.monotonic()
 
     def _connect(self) -> dist.Store:
         store = dist.TCPStore(
@@ -143,8 +147,6 @@ class FailureWatchdog:
             timeout=dt.timedelta(seconds=self._connect_timeout_s),
             wait_for_workers=False,
         )
-        # Once connected, a store request that takes this long means the store host is gone.
-        store.set_timeout(dt.timedelta(seconds=max(3 * self.poll_s, 5.0)))
         return store
 
     def start(self) -> FailureWatchdog:
@@ -154,9 +156,18 @@ class FailureWatchdog:
         where = f"{socket.gethostname()} {local_address(self.env.master_addr, self.env.master_port)}"
         self._store.set(f"{_WHERE}{self.env.rank}", where)
         self._store.add(f"{_ALIVE}{self.env.rank}", 1)
+        self._last_ok = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="actiongpt-watchdog", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._deadman, name="actiongpt-watchdog-store", daemon=True).start()
         return self
+
+    def _deadman(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            silent = time.monotonic() - self._last_ok
+            if silent > self.store_timeout_s and not self._stop.is_set():
+                store = f"{self.env.master_addr}:{self.env.master_port}"
+                self._die(f"rendezvous store at {store} has not answered for {silent:.0f}s; its host is gone")
 
     def wake(self, signal_name: str) -> None:
         """A preemption signal arrived (called from the signal handler: only sets state)."""
@@ -184,6 +195,7 @@ class FailureWatchdog:
                 else:
                     self._check_heartbeats()
                 failures = 0
+                self._last_ok = time.monotonic()
             except Exception as exc:  # store host gone (its rank died) or network error
                 if self._stop.is_set():
                     return
@@ -227,6 +239,7 @@ class FailureWatchdog:
             assert self._store is not None
             self._store.add(f"{_ALIVE}{self.env.rank}", 1)
             now = self._beats()
+            self._last_ok = time.monotonic()
             lagging = [r for r in others if now[r] <= start[r]]
             if not lagging:
                 return  # every peer is alive: a preemption, saved collectively at the next step boundary
