@@ -275,15 +275,17 @@ class NetnsCluster:
         return res.stdout
 
     def pids(self, node: int, pattern: str) -> list[int]:
-        """PIDs in the node's namespace whose command line contains ``pattern``."""
+        """PIDs of the Python processes in the node's namespace whose command line contains ``pattern``
+        (not srun or the task's shell, whose command lines name the program too)."""
         res = subprocess.run(["ip", "netns", "pids", self.namespace(node)], capture_output=True, text=True)
         out = []
         for pid in res.stdout.split():
             try:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
             except OSError:
                 continue
-            if pattern in cmd:
+            if pattern in cmd and comm.startswith("python"):
                 out.append(int(pid))
         return out
 
