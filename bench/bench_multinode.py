@@ -73,6 +73,13 @@ def submit(work: Path, shards: Path, name: str, opts: list[str], extra: list[str
     return jid, work / name
 
 
+def cancel(jid: str) -> None:
+    """End the job for good: a plain scancel sends SIGTERM, which the trainer takes for a preemption (it
+    saves and requeues); without requeueing allowed it is cancelled."""
+    S._run(["scontrol", "update", f"JobId={jid}", "Requeue=0"])
+    S._run(["scancel", jid])
+
+
 def state(jid: str) -> tuple[str, int]:
     j = S.job(jid)
     return j.get("JobState", "?"), int(j.get("Restarts", "0"))
@@ -109,7 +116,7 @@ def bench_requeue(work: Path, shards: Path) -> dict:
     saved = preempted()[0]
     t_step = first_step_after(run, saved["step"])
     assert t_step is not None
-    S._run(["scancel", jid])
+    cancel(jid)
     return {
         "signal_to_saved_s": round(saved["time"] - t0, 2),
         "signal_to_requeued_s": round(t_req - t0, 2),
@@ -137,7 +144,7 @@ def bench_node(work: Path, shards: Path, cluster: S.NetnsCluster) -> dict:
     )
     t_step = first_step_after(run, resumed()[0]["step"])
     assert t_step is not None
-    S._run(["scancel", jid])
+    cancel(jid)
     return {
         "death_to_survivors_exited_s": round(t_exit - t0, 2),
         "death_to_requeued_s": round(t_req - t0, 2),

@@ -85,7 +85,11 @@ def slurm_job_to_requeue(environ: Mapping[str, str]) -> str | None:
 
 
 def requeue_slurm_job(environ: Mapping[str, str]) -> bool:
-    """Run ``scontrol requeue`` for the current job (rank 0 only). Returns True when requeued."""
+    """Run ``scontrol requeue`` for the current job (rank 0 only). Returns True when requeued.
+
+    Not for a job the user cancelled: ``scancel`` sends SIGTERM (a preemption signal), and requeueing then
+    would bring back a job its owner meant to end.
+    """
     job = slurm_job_to_requeue(environ)
     if not job:
         log.info("not running under Slurm: nothing to requeue; run the same command again to resume")
@@ -93,6 +97,10 @@ def requeue_slurm_job(environ: Mapping[str, str]) -> bool:
     scontrol = shutil.which("scontrol")
     if scontrol is None:
         log.warning("SLURM_JOB_ID=%s but scontrol is not on PATH: cannot requeue", job)
+        return False
+    shown = subprocess.run([scontrol, "show", "job", "-o", job], capture_output=True, text=True, timeout=60)
+    if " JobState=CANCELLED " in f" {shown.stdout} ":
+        log.warning("Slurm job %s was cancelled: saved, not requeued", job)
         return False
     res = subprocess.run([scontrol, "requeue", job], capture_output=True, text=True, timeout=60)
     if res.returncode != 0:

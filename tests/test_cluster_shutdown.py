@@ -89,3 +89,24 @@ def test_frozen_peer_is_found_by_heartbeat(tmp_path: Path) -> None:
             L.kill_all(proc)
     assert took < 45, f"took {took:.1f}s"
     assert "lost a peer: no heartbeat from rank 1" in log.read_text()
+
+
+def test_a_cancelled_job_is_saved_but_not_requeued(tmp_path: Path, monkeypatch) -> None:
+    """scancel sends SIGTERM, a preemption signal: the trainer saves, but must not requeue the job."""
+    from cluster.preemption import requeue_slurm_job
+
+    calls = tmp_path / "calls"
+    fake = tmp_path / "scontrol"
+    fake.write_text(f"""#!/bin/sh
+echo "$@" >> {calls}
+[ "$1" = show ] && echo "JobId=7 JobName=x JobState=$STATE Reason=None"
+exit 0
+""")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setenv("STATE", "CANCELLED")
+    assert requeue_slurm_job({"SLURM_JOB_ID": "7"}) is False
+    assert "requeue" not in calls.read_text()
+    monkeypatch.setenv("STATE", "RUNNING")  # Slurm's --signal before the time limit, or a preemption
+    assert requeue_slurm_job({"SLURM_JOB_ID": "7"}) is True
+    assert calls.read_text().splitlines()[-1] == "requeue 7"
