@@ -95,9 +95,10 @@ def wait(pred, timeout: float, what: str, poll: float = 0.1) -> float:
     raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def first_step_after(run: Path, step: int) -> float | None:
+def first_step_after(run: Path, step: int, since: float = 0.0) -> float | None:
+    """When step ``step`` + 1 was logged at or after ``since`` (a resumed run logs it a second time)."""
     for r in steps(run):
-        if r["step"] == step + 1:
+        if r["step"] == step + 1 and r["time"] >= since:
             return r["time"]
     return None
 
@@ -140,9 +141,11 @@ def bench_node(work: Path, shards: Path, cluster: S.NetnsCluster) -> dict:
     t_run = wait(lambda: state(jid) == ("RUNNING", 1), 300, "the requeued job to start", poll=0.3)
     resumed = lambda: [r for r in records(run) if r.get("event") == "resume"]  # noqa: E731
     wait(
-        lambda: bool(resumed()) and first_step_after(run, resumed()[0]["step"]) is not None, 300, "first step"
+        lambda: bool(resumed()) and first_step_after(run, resumed()[0]["step"], t_run) is not None,
+        300,
+        "first step",
     )
-    t_step = first_step_after(run, resumed()[0]["step"])
+    t_step = first_step_after(run, resumed()[0]["step"], t_run)
     assert t_step is not None
     cancel(jid)
     return {
