@@ -57,8 +57,20 @@ def train(work: Path, shards: dict[str, Path], name: str, opts: list[str], extra
     return jid, work / name, work / f"{name}.out"
 
 
+def export_of(run: Path) -> Path:
+    """The run's exported model: ``model.safetensors`` (read without pickle) or the older ``model.pt``."""
+    found = [p for p in (run / "model.safetensors", run / "model.pt") if p.is_file()]
+    assert found, f"no export in {run}"
+    return found[0]
+
+
 def model(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "model.pt", map_location="cpu", weights_only=True)["model_state"]
+    path = export_of(run)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)["model_state"]
 
 
 def assert_same_run(run: Path, ref: Path) -> None:
@@ -176,7 +188,7 @@ def test_eval_on_two_hosts_gives_the_one_host_metrics(
     multinode_cluster, two_node_run, work: Path, embedded_shards
 ) -> None:
     _, run, _ = two_node_run
-    args = [f"checkpoint={run / 'model.pt'}", f"shards_dir={embedded_shards['pairs']}", "split=val",
+    args = [f"checkpoint={export_of(run)}", f"shards_dir={embedded_shards['pairs']}", "split=val",
             "renders=0", "slerp_window=null", "progress=false", "dist_timeout_s=120"]  # fmt: skip
     out = {}
     for nodes, opts in ((2, S.TWO_NODES), (1, S.ONE_TASK)):
