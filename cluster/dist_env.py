@@ -41,8 +41,11 @@ class DistEnv:
     local_world_size: int
     master_addr: str
     master_port: int
-    source: str  # "torchrun" | "submitit" | "slurm" | "single"
+    source: str  # which variables gave the layout: "torchrun" (RANK/...) | "submitit" | "slurm" | "single"
     job_id: str | None = None
+    # Who started this process: "srun" | "torchrun" | "submitit" | "env" (RANK/... set by someone else) |
+    # "single". Differs from ``source`` when e.g. srun tasks get RANK/WORLD_SIZE from slurm/lib/common.sh.
+    launcher: str = "single"
 
     @property
     def is_main(self) -> bool:
@@ -240,20 +243,50 @@ def _from_slurm(env: Mapping[str, str]) -> DistEnv:
     return DistEnv(rank, world, local_rank, local_world, addr, port, source, job)
 
 
+def _in_srun_step(env: Mapping[str, str]) -> bool:
+    # SLURM_PROCID/SLURM_NTASKS also appear in a plain sbatch batch script, where only one task runs; a
+    # task of srun's step also has the step's description.
+    return "SLURM_PROCID" in env and ("SLURM_STEP_NUM_TASKS" in env or "SLURM_STEP_ID" in env)
+
+
+def launcher_of(env: Mapping[str, str]) -> str:
+    """Which launcher started this process (for the log; the layout comes from :func:`detect`)."""
+    if "TORCHELASTIC_RUN_ID" in env or "TORCHELASTIC_RESTART_COUNT" in env:
+        return "torchrun"  # also under srun (one torchrun per node)
+    if env.get("SUBMITIT_EXECUTOR"):
+        return "submitit"
+    if _in_srun_step(env):
+        return "srun"
+    return "env" if "RANK" in env else "single"
+
+
 def detect(environ: Mapping[str, str] | None = None) -> DistEnv:
     """Rank layout of this process from the launcher's variables (see the module docstring)."""
     env = os.environ if environ is None else environ
+    launcher = launcher_of(env)
     if "RANK" in env and "WORLD_SIZE" in env:
-        return _from_torchrun(env)
-    if env.get("SUBMITIT_EXECUTOR") == "local" and "SUBMITIT_LOCAL_GLOBALID" in env:
-        return _from_submitit_local(env)
-    # SLURM_PROCID/SLURM_NTASKS also appear in a plain sbatch batch script, where only one task runs; a
-    # multi-task world needs srun, which describes its step (SLURM_STEP_NUM_TASKS). Without that we run as
-    # one process rather than wait forever for tasks that never start.
-    if "SLURM_PROCID" in env and ("SLURM_STEP_NUM_TASKS" in env or "SLURM_STEP_ID" in env):
-        return _from_slurm(env)
-    port = int(env["MASTER_PORT"]) if "MASTER_PORT" in env else free_port()
-    return DistEnv(0, 1, 0, 1, env.get("MASTER_ADDR", "127.0.0.1"), port, "single", env.get("SLURM_JOB_ID"))
+        found = _from_torchrun(env)
+    elif env.get("SUBMITIT_EXECUTOR") == "local" and "SUBMITIT_LOCAL_GLOBALID" in env:
+        found = _from_submitit_local(env)
+    # A multi-task world needs srun's step; without it we run as one process rather than wait forever for
+    # tasks that never start.
+    elif _in_srun_step(env):
+        found = _from_slurm(env)
+    else:
+        port = int(env["MASTER_PORT"]) if "MASTER_PORT" in env else free_port()
+        addr = env.get("MASTER_ADDR", "127.0.0.1")
+        found = DistEnv(0, 1, 0, 1, addr, port, "single", env.get("SLURM_JOB_ID"))
+    return dataclasses.replace(found, launcher=launcher)
+
+
+def local_address(master_addr: str, master_port: int) -> str:
+    """The address this host uses to reach the master (the interface the process group talks through)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((master_addr, master_port))  # UDP: picks a route, sends nothing
+            return s.getsockname()[0]
+    except OSError:
+        return "?"
 
 
 def export(dist_env: DistEnv, environ: dict[str, str] | None = None) -> None:

@@ -4,6 +4,10 @@ Saving inside a signal handler cannot work for sharded checkpoints (every rank m
 handler may interrupt a collective). Slurm sends the signal (``#SBATCH --signal=USR1@90``) to every task;
 the trainer all-reduces the flag so that all ranks stop at the same step even if their signals arrive in
 different steps. Rank 0 then requeues the job.
+
+A signal may also come from a launcher tearing down a step after a rank died (srun ``--kill-on-bad-exit``
+and torchrun send SIGTERM, a configured preemption signal): ``on_signal`` lets the runtime check that every
+peer is alive before anyone waits for the collective save (see ``cluster.process_group.FailureWatchdog``).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 
 log = logging.getLogger(__name__)
@@ -40,11 +44,15 @@ class PreemptionHandler:
         self._flag = threading.Event()
         self.received: str | None = None
         self._previous: dict[signal.Signals, object] = {}
+        # Called with the signal's name after the flag is set; must only set state (it runs in the handler).
+        self.on_signal: Callable[[str], None] | None = None
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         # Only set state here: logging from a signal handler can deadlock on the logging lock.
         self.received = signal.Signals(signum).name
         self._flag.set()
+        if self.on_signal is not None:
+            self.on_signal(self.received)
 
     def install(self) -> PreemptionHandler:
         if threading.current_thread() is not threading.main_thread():
@@ -77,7 +85,11 @@ def slurm_job_to_requeue(environ: Mapping[str, str]) -> str | None:
 
 
 def requeue_slurm_job(environ: Mapping[str, str]) -> bool:
-    """Run ``scontrol requeue`` for the current job (rank 0 only). Returns True when requeued."""
+    """Run ``scontrol requeue`` for the current job (rank 0 only). Returns True when requeued.
+
+    Not for a job the user cancelled: ``scancel`` sends SIGTERM (a preemption signal), and requeueing then
+    would bring back a job its owner meant to end.
+    """
     job = slurm_job_to_requeue(environ)
     if not job:
         log.info("not running under Slurm: nothing to requeue; run the same command again to resume")
@@ -85,6 +97,10 @@ def requeue_slurm_job(environ: Mapping[str, str]) -> bool:
     scontrol = shutil.which("scontrol")
     if scontrol is None:
         log.warning("SLURM_JOB_ID=%s but scontrol is not on PATH: cannot requeue", job)
+        return False
+    shown = subprocess.run([scontrol, "show", "job", "-o", job], capture_output=True, text=True, timeout=60)
+    if " JobState=CANCELLED " in f" {shown.stdout} ":
+        log.warning("Slurm job %s was cancelled: saved, not requeued", job)
         return False
     res = subprocess.run([scontrol, "requeue", job], capture_output=True, text=True, timeout=60)
     if res.returncode != 0:

@@ -3,7 +3,10 @@
 ``with Runtime(cfg) as rt:`` sets everything up; leaving the block normally shuts down cleanly (watchdog
 stopped on every rank before any rank leaves, so the store host exiting first is not mistaken for a
 failure). Leaving it with an exception in a multi-rank job tells the other ranks, prints the traceback and
-exits this process with status 1 at once, so that nothing waits on a collective that can never complete.
+exits this process with status 1 at once, so that nothing waits on a collective that can never complete; a
+collective that failed because a peer is gone (closed connection) ends with one line naming the peer and
+status 3. A preemption signal is checked against the peers' heartbeats first: with a peer gone it is a
+launcher ending a failed step, and the rank exits instead of waiting for a collective save.
 Bad input (a damaged shard, a configuration error) is no crash: one line naming the file, and every rank
 exits 2.
 """
@@ -25,11 +28,13 @@ from cluster.preemption import PreemptionHandler
 from cluster.process_group import (
     BAD_INPUT_REASON,
     EXIT_BAD_INPUT,
+    EXIT_PEER_FAILED,
     FailureWatchdog,
     ProcessGroupInfo,
     abort_process,
     destroy,
     init,
+    lost_peer,
 )
 
 log = logging.getLogger(__name__)
@@ -69,6 +74,10 @@ class Runtime:
         self.preemption.install()  # before the rendezvous: a signal during set-up is not lost
         self.pg = init(self.env, self.cfg.backend, self.cfg.dist_timeout_s)
         self.watchdog = FailureWatchdog(self.env, poll_s=self._poll_s).start()
+        if self.env.world_size > 1:
+            self.preemption.on_signal = self.watchdog.wake
+            if self.preemption.requested:  # arrived during the set-up
+                self.watchdog.wake(self.preemption.received or "signal")
         return self
 
     def __exit__(
@@ -82,6 +91,12 @@ class Runtime:
             print(f"[rank {self.env.rank}] error: {exc}", file=sys.stderr, flush=True)
             abort_process(self.watchdog, f"{BAD_INPUT_REASON}{exc}", code=EXIT_BAD_INPUT)
         if self.env.world_size > 1:
+            peer = lost_peer(exc, self.watchdog)
+            if peer is not None:
+                first = (str(exc).splitlines() or [""])[0][:300]
+                msg = f"[rank {self.env.rank}] aborting: lost a peer, {peer}: {first}"
+                print(msg, file=sys.stderr, flush=True)
+                abort_process(self.watchdog, f"lost {peer}", code=EXIT_PEER_FAILED)
             text = "".join(traceback.format_exception(exc_type, exc, tb))
             print(f"[rank {self.env.rank}] training failed:\n{text}", file=sys.stderr, flush=True)
             abort_process(self.watchdog, f"{exc_type.__name__ if exc_type else 'error'}: {exc}", code=1)

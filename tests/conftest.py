@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,15 +10,35 @@ import pytest
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    """A usable Slurm cluster (see tests/dist_helpers/slurm.py), or skip with the reason it is not usable."""
+    """A usable Slurm cluster (see tests/dist_helpers/slurm.py), or skip with the reason it is not usable
+    (in CI, CI=true, where .ci/run starts one, a missing cluster fails instead)."""
     from tests.dist_helpers import slurm
 
     info, reason = slurm.probe()
     if info is None:
-        pytest.skip(
-            f"Slurm tests skipped: {reason}. To run them, start a one-node cluster as in README.md (Tests)"
-        )
+        _skip_or_fail(f"Slurm tests skipped: {reason}. To run them, start a cluster as in README.md (Tests)")
     return info
+
+
+@pytest.fixture(scope="session")
+def multinode_cluster(slurm_cluster):
+    """The multi-node cluster of scripts/slurm/multinode_cluster.sh (2+ nodes, each a network namespace)."""
+    from tests.dist_helpers import slurm
+
+    found, reason = slurm.netns_cluster()
+    if found is None or len(slurm_cluster.nodes) < 2:
+        why = reason or f"the cluster has {len(slurm_cluster.nodes)} node(s)"
+        _skip_or_fail(
+            f"multi-node Slurm tests skipped: {why}. To run them (as root): "
+            "SLURM_ROOT=/tmp/agpt-mn bash scripts/slurm/multinode_cluster.sh start, see README.md (Tests)"
+        )
+    return found
+
+
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

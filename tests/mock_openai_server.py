@@ -215,7 +215,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class MockOpenAIServer:
-    """Context manager running the server in a background thread on 127.0.0.1 (free port)."""
+    """Context manager running the server in a background thread on ``host`` (127.0.0.1), free port."""
 
     def __init__(
         self,
@@ -225,8 +225,9 @@ class MockOpenAIServer:
         api_key: str | None = None,
         model_name: str = "mock-model",
         port: int = 0,
+        host: str = "127.0.0.1",
     ) -> None:
-        self._server = _Server(("127.0.0.1", port), latency, faults or Faults(), api_key, model_name)
+        self._server = _Server((host, port), latency, faults or Faults(), api_key, model_name)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

@@ -110,3 +110,20 @@ def test_submitit_on_slurm_uses_slurm_variables(monkeypatch) -> None:
 def test_single_process_default() -> None:
     d = detect({})
     assert (d.rank, d.world_size, d.source) == (0, 1, "single") and d.master_port > 0
+
+
+def test_launcher_is_named_apart_from_the_variables_read() -> None:
+    """slurm/lib/common.sh exports RANK/WORLD_SIZE to srun tasks: the layout comes from them, the launcher
+    is still srun (the rank log line says so); torchrun and submitit are recognised under srun too."""
+    from cluster.dist_env import local_address
+
+    srun = {"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_STEP_ID": "0", "SLURM_JOB_ID": "7",
+            "SLURM_JOB_NODELIST": "n[1-2]", "RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "n1",
+            "MASTER_PORT": "15007"}  # fmt: skip
+    d = detect(srun)
+    assert (d.source, d.launcher, d.rank, d.master_addr) == ("torchrun", "srun", 1, "n1")
+    assert detect({**srun, "TORCHELASTIC_RUN_ID": "7"}).launcher == "torchrun"
+    assert detect({**srun, "SUBMITIT_EXECUTOR": "slurm"}).launcher == "submitit"
+    assert detect({"RANK": "0", "WORLD_SIZE": "1"}).launcher == "env"
+    assert detect({}).launcher == "single"
+    assert local_address("127.0.0.1", 1) == "127.0.0.1"

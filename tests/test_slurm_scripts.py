@@ -162,7 +162,7 @@ def test_describe_array_writes_every_part_and_the_merge_is_complete(slurm_cluste
     (work / "labels.txt").write_text("\n".join(labels) + "\n")
     name = S.unique_name("agpt-describe")
     out_dir = work / name
-    with MockOpenAIServer(latency=0.01) as srv:
+    with MockOpenAIServer(latency=0.01, host=S.server_host()) as srv:
         args = [
             f"labels=[{work / 'labels.txt'}]",
             f"k={k}",

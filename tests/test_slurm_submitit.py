@@ -127,7 +127,7 @@ def test_submitit_describe_array_and_dependent_merge(cluster, work: Path, job_en
     opts = ExecutorOptions(
         cluster="slurm", cpus_per_task=1, timeout_min=10, folder_root=str(work / "submitit")
     )
-    with MockOpenAIServer() as srv:
+    with MockOpenAIServer(host=S.server_host()) as srv:
         overrides = [f"labels=[{work / 'labels.txt'}]", "k=2", f"openai.base_url={srv.base_url}",
                      "openai.model=mock-model", f"out_dir={out}"]  # fmt: skip
         res = submit_describe([str(L.REPO / "configs/describe/openai.yaml")], overrides, opts, parts=3)

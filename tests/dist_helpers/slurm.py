@@ -232,3 +232,83 @@ def describe(job_id: str, log: Path | None = None, lines: int = 60) -> str:
     if log is not None and log.is_file():
         text += f"\n--- {log} (tail) ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
     return text
+
+
+# ------------------------------------------------------------------------------ multi-node (namespaces)
+
+CLUSTER_SCRIPT = REPO / "scripts/slurm/multinode_cluster.sh"
+# sbatch options: one task per node on two nodes (override the scripts' GPU defaults).
+TWO_NODES = ["--nodes=2", "--ntasks-per-node=1", "--gpus-per-node=0", "--cpus-per-task=1", "--time=10"]
+
+
+@dataclasses.dataclass(frozen=True)
+class NetnsCluster:
+    """A cluster started by scripts/slurm/multinode_cluster.sh: its state folder and layout."""
+
+    root: Path
+    nodes: int
+    net: str
+    name: str
+
+    @property
+    def host_address(self) -> str:
+        """The bridge's address in the root namespace: what the nodes reach this machine at."""
+        return f"{self.net}.1"
+
+    def address(self, node: int) -> str:
+        return f"{self.net}.{node + 1}"
+
+    def namespace(self, node: int) -> str:
+        return f"{self.name}-n{node}"
+
+    def run(self, *args: str, timeout: float = 60) -> str:
+        """Run the cluster script (e.g. ``power-cut 2``); its output."""
+        res = subprocess.run(
+            ["bash", str(CLUSTER_SCRIPT), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**job_env(), "SLURM_ROOT": str(self.root)},
+        )
+        if res.returncode != 0:
+            raise AssertionError(f"{CLUSTER_SCRIPT.name} {' '.join(args)} failed: {res.stdout}{res.stderr}")
+        return res.stdout
+
+    def pids(self, node: int, pattern: str) -> list[int]:
+        """PIDs of the Python processes in the node's namespace whose command line contains ``pattern``
+        (not srun or the task's shell, whose command lines name the program too)."""
+        res = subprocess.run(["ip", "netns", "pids", self.namespace(node)], capture_output=True, text=True)
+        out = []
+        for pid in res.stdout.split():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            if pattern in cmd and comm.startswith("python"):
+                out.append(int(pid))
+        return out
+
+
+def netns_cluster() -> tuple[NetnsCluster | None, str]:
+    """The namespace cluster behind SLURM_CONF (its state is next to the config), or (None, why not)."""
+    conf = os.environ.get("SLURM_CONF")
+    if not conf:
+        return None, "SLURM_CONF is not set"
+    state = Path(conf).resolve().parents[1] / "run" / "cluster.env"
+    if not state.is_file():
+        return None, f"{conf} is not a cluster started by scripts/slurm/multinode_cluster.sh (no {state})"
+    kv = dict(line.split("=", 1) for line in state.read_text().split() if "=" in line)
+    return NetnsCluster(state.parents[1], int(kv["NODES"]), kv["NET"], kv["NAME"]), ""
+
+
+def server_host() -> str:
+    """Where a test's local server must listen for jobs to reach it: the bridge of a namespace cluster
+    (its nodes cannot reach this machine's loopback), else loopback."""
+    found, _ = netns_cluster()
+    return found.host_address if found is not None else "127.0.0.1"
+
+
+def node_states() -> dict[str, str]:
+    res = _run(["sinfo", "-h", "-N", "-o", "%N %T"])
+    return dict(line.split() for line in res.stdout.splitlines() if len(line.split()) == 2)
