@@ -98,15 +98,14 @@ class Trainer:
 
         meta = experiment_meta(cfg, self.extra_meta)
         self.ckpt = Checkpointer(cfg, self.rank, self.world, meta, checkpoint_manager_cls)
-        self.resume_info = self.ckpt.find()  # decided before anything in the run directory changes
-        self._prepare_run_dir()
-        info = self.resume_info
+        self.resume_info = info = self.ckpt.find()  # decided before anything in the run directory changes
         # The global batch is kept across world sizes; accumulation and micro-batch follow it
         self.geometry = global_batch.resolve(
             cfg, self.world, info.meta if info else None, str(info.path) if info else ""
         )
         self.accum = self.geometry.micro_steps
         self.ckpt.meta["global_batch"] = self.geometry.global_batch
+        self._prepare_run_dir()
         load_universal = self.ckpt.convert_for_world_size(self.resume_info)
         self.engine = self._build_engine(build_model, load_universal)
         self.train_loader, self.val_loader = self._build_loaders(build_loaders)

@@ -72,7 +72,8 @@ def _preempt_and_resume(tmp: Path, ref: Path, engine_args: list[str]) -> None:
     k = first["step"]
     assert 3 <= k < TOTAL and k % STEPS_PER_EPOCH != 0, f"preempted at step {k}: not mid-epoch"
     assert [c.step for c in scan(cut / "checkpoints")[0]] == [k]
-    assert calls.read_text().splitlines() == ["requeue 777"], "rank 0 (only) requeues the Slurm job"
+    # rank 0 (only) checks that the job was not cancelled, then requeues it
+    assert calls.read_text().splitlines() == ["show job -o 777", "requeue 777"], "rank 0 (only) requeues"
     L.run(cmd)  # the same command again (as the requeued job would)
     second = L.result(cut)
     assert second["status"] == "finished" and second["resumed_from"] == k

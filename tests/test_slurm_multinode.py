@@ -294,3 +294,39 @@ def test_start_is_idempotent_and_stop_leaves_nothing(multinode_cluster) -> None:
     # The cluster under test was not touched.
     assert S.node_states().keys() >= {"n1", "n2"}
     shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_run_moved_from_two_hosts_to_one_trains_the_same_global_batches(
+    multinode_cluster, work: Path, embedded_shards
+) -> None:
+    """Elastic resume across hosts: preempted on 2 hosts x 1 rank, resumed as 1 rank on one host (gradient
+    accumulation 2 keeps the global batch of 8): every step trains on the same samples as the uninterrupted
+    2-host run (batch digests), and the losses agree to float tolerance (lr 1e-5: Adam turns summation-order
+    rounding into parameter updates, so a larger rate only loosens the loss comparison)."""
+    steps = ["max_steps=24", "lr=1e-5", "global_batch_size=8"]
+    ref_jid, ref, ref_log = train(
+        work, embedded_shards, S.unique_name("mn-elastic-ref"), S.TWO_NODES, (*steps,)
+    )
+    S.wait_completed(ref_jid, 300, ref_log)
+
+    name = S.unique_name("mn-elastic")
+    jid, run, log = train(work, embedded_shards, name, S.TWO_NODES, (*steps, "requeue=false"))
+    S.wait_for(lambda: L.last_step(run) >= 6, 180, "training to reach step 6", lambda: S.describe(jid, log))
+    S.signal_job(jid, "USR1")  # saves on both hosts; no requeue: the run comes back on one host below
+    S.wait_completed(jid, 180, log)
+    stopped = L.events(run, "preempted")
+    assert len(stopped) == 1 and stopped[0]["step"] < 24, log.read_text()[-3000:]
+
+    jid1, _, log1 = train(work, embedded_shards, name, S.ONE_TASK, (*steps,))
+    S.wait_completed(jid1, 300, log1)
+    resumed = L.events(run, "resume")
+    assert len(resumed) == 1 and resumed[0]["step"] == stopped[0]["step"] and resumed[0]["world_size"] == 1
+    got, want = L.train_records(run), L.train_records(ref)
+    assert sorted(got) == sorted(want) == list(range(1, 25))
+    assert {s: r["world_size"] for s, r in got.items() if s > stopped[0]["step"]} == dict.fromkeys(
+        range(stopped[0]["step"] + 1, 25), 1
+    )
+    assert [got[s]["batch_digest"] for s in got] == [want[s]["batch_digest"] for s in got]
+    assert all(got[s]["global_batch"] == 8 for s in got)
+    for s in got:
+        assert abs(got[s]["loss"] - want[s]["loss"]) <= 1e-5 * abs(want[s]["loss"]), (s, got[s], want[s])
