@@ -43,8 +43,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.status == "finished":
         where = f"; model exported to {result.export}" if result.export else ""
         log.info("finished %d steps (epoch %d)%s", result.step, result.epoch, where)
-        if result.export:
+        from actiongpt.models.registry import BACKBONES
+
+        spec = BACKBONES.get(cfg.model.lower())
+        if result.export and (spec is None or spec.generates):
             log.info("evaluate / sample with: actiongpt eval run checkpoint=%s", result.export)
+        elif result.export:  # the text-motion evaluator scores other models' motions
+            log.info("score motions with: actiongpt eval run checkpoint=<model> evaluator=%s", result.export)
     elif result.status == "preempted":
         log.info(
             "preempted at step %d; checkpoint %s; the same command resumes",
