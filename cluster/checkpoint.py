@@ -121,10 +121,6 @@ def newest_usable(root: Path) -> CheckpointInfo | None:
     return CheckpointManager(root, 1, rank).newest_usable(lambda info: None)
 
 
-def dir_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-
-
 def _barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

@@ -8,11 +8,12 @@ group (tests, tools) one process does all of it.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import torch.distributed as dist
+
+from actiongpt.io_utils import file_sha256
 
 MARKER_NAMES = ("COMPLETE", "COMPLETE.tmp")
 
@@ -30,11 +31,6 @@ def _gather(value: Any) -> list[Any]:
     out: list[Any] = [None] * world
     dist.all_gather_object(out, value)
     return out
-
-
-def sha256_of(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def list_files(path: Path) -> dict[str, int]:
@@ -68,7 +64,7 @@ def file_records(path: Path) -> dict[str, dict[str, Any]]:
     local = {}
     for rel in share(listing[0], world, rank):
         f = Path(path) / rel
-        local[rel] = {"bytes": f.stat().st_size, "sha256": sha256_of(f)}
+        local[rel] = {"bytes": f.stat().st_size, "sha256": file_sha256(f)}
     merged: dict[str, dict[str, Any]] = {}
     for part in _gather(local):
         merged.update(part)
@@ -84,7 +80,7 @@ def _problem(path: Path, files: dict[str, dict[str, Any]], names: list[str]) -> 
         if size != files[rel].get("bytes"):
             return f"{rel} has {size} bytes, the marker recorded {files[rel].get('bytes')}"
     for rel in names:
-        if sha256_of(path / rel) != files[rel].get("sha256"):
+        if file_sha256(path / rel) != files[rel].get("sha256"):
             return f"{rel} does not match its recorded sha256 (bytes changed)"
     return None
 
