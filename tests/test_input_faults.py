@@ -11,8 +11,9 @@ import pytest
 
 from actiongpt.data.dataset import BabelDataConfig, MotionDataset
 from actiongpt.data.errors import DataError
+from actiongpt.data.stats import dataset_stats
 from launch.cli import main
-from launch.commands.data import dataset_stats, labelled_clips
+from launch.commands.data import labelled_clips
 from tests.test_dataset import _make
 
 DESCRIPTIONS = Path(__file__).resolve().parents[1] / "actiongpt/assets/descriptions/embedded_smollm2.jsonl"

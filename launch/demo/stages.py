@@ -80,7 +80,7 @@ def _stats_done(ctx: DemoContext) -> bool:
 
 
 def _stats_run(ctx: DemoContext) -> None:
-    from launch.commands.data import dataset_stats, format_stats
+    from actiongpt.data.stats import dataset_stats, format_stats
 
     stats = dataset_stats(ctx.data_dir / "babel", ctx.data_dir / "amass")
     problems = {
@@ -102,7 +102,7 @@ def _stats_run(ctx: DemoContext) -> None:
 
 
 def _stats_show(ctx: DemoContext) -> None:
-    from launch.commands.data import format_stats
+    from actiongpt.data.stats import format_stats
 
     print(format_stats(json.loads(_stats_path(ctx).read_text())))
 
