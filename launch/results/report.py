@@ -309,6 +309,10 @@ CAVEATS = [
     "- **Tiny models, short training.** The paper trained full-size models for ~1000 epochs on 4 GPUs; "
     "these runs are minutes long on 2 CPU cores. The std over seeds shows how much of any difference is "
     "noise.",
+    "- **An evaluator trained on labels.** The text-motion evaluator is tiny, trained on this dataset's "
+    "shards with the raw label as its text: the text the Default models are trained on, so its R-precision, "
+    "FID and MM-Dist may favour them over models trained on descriptions. Its numbers compare methods here; "
+    "they are not HumanML3D numbers.",
     "- With real BABEL/AMASS, an OpenAI or vLLM endpoint and the paper presets, the same commands reproduce "
     "the paper's setting (README: *Running on a cluster with real data*).",
 ]
