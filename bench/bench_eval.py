@@ -59,16 +59,9 @@ AGREE_REL = 1e-6  # float32 generation on batches of different composition: ~1e-
 
 
 def _worker(rank: int, world: int, port: int, cfg: dict) -> None:
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(world),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        OMP_NUM_THREADS="1",
-    )
-    torch.set_num_threads(1)
+    from tests.dist_helpers.eval_toy import join_local_job
+
+    join_local_job(rank, world, port)
     from cluster.eval_run import run_eval
 
     run_eval(from_dict(EvalConfig, cfg))

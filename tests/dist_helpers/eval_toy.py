@@ -170,18 +170,18 @@ class RankSeededToyGenerator(SeededToyGenerator):
 # ------------------------------------------------------------------------------------- spawn target
 
 
+def join_local_job(rank: int, world: int, port: int) -> None:
+    """Make this spawned process rank ``rank`` of a ``world``-rank job on 127.0.0.1 (one thread each)."""
+    from cluster.dist_env import DistEnv
+
+    os.environ.update(DistEnv(rank, world, rank, world, "127.0.0.1", port, "torchrun").as_env())
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
 def eval_worker(rank: int, world: int, port: int, out_dir: str, options: dict[str, Any]) -> None:
     """``torch.multiprocessing.spawn`` target: one rank of a real gloo job evaluating the toy split."""
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(world),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        OMP_NUM_THREADS="1",
-    )
-    torch.set_num_threads(1)
+    join_local_job(rank, world, port)
     from cluster.eval_report import write_outputs
     from cluster.evaluator import EvalSettings, eval_runtime, evaluate
 
@@ -297,15 +297,7 @@ def export_tiny_model(
 
 def run_eval_worker(rank: int, world: int, port: int, cfg_dict: dict[str, Any]) -> None:
     """``torch.multiprocessing.spawn`` target: ``cluster.eval_run.run_eval`` as one rank of a gloo job."""
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(world),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
-    torch.set_num_threads(1)
+    join_local_job(rank, world, port)
     from actiongpt.config import from_dict
     from cluster.eval_config import EvalConfig
     from cluster.eval_run import run_eval

@@ -5,7 +5,6 @@ seeded toy generator, the generation pass with ``ExtraMetrics.observe`` and the 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import torch
 from tests.dist_helpers.eval_toy import (
     TEXT_DIM,
     SeededToyGenerator,
+    join_local_job,
     rank_batches,
     toy_dataset,
     toy_stats,
@@ -37,16 +37,7 @@ def tiny_evaluator(mean: torch.Tensor, std: torch.Tensor, seed: int = 0) -> Any:
 
 
 def retrieval_worker(rank: int, world: int, port: int, out_dir: str, options: dict[str, Any]) -> None:
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(world),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        OMP_NUM_THREADS="1",
-    )
-    torch.set_num_threads(1)
+    join_local_job(rank, world, port)
     from cluster.eval_embeddings import combine, score
     from cluster.eval_metrics_config import RetrievalSettings
     from cluster.eval_retrieval import ExtraMetrics
